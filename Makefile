@@ -1,0 +1,45 @@
+# fakeface. The two commands a new user needs:
+#   make run    set up .venv, draw the sample data, run the whole pipeline here
+#   make test   set up .venv, run the test suite
+# Everything is installed from requirements.lock without a resolver step.
+# fakeface_runs/ is the default config's runs_root (pipeline/config.py).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PIP_VERSION := 26.3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fakeface-installed
+PIP_INSTALL := $(BIN)/python -m pip install -qq --disable-pip-version-check --no-input
+
+# TFX 1.16 and tensorflow_hub need Keras 2: must be set before TensorFlow loads.
+export TF_USE_LEGACY_KERAS := 1
+export PYTHON
+
+.PHONY: venv run sample-data test clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock setup.py
+	@set -e; \
+	if [ -x $(BIN)/python ] && $(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))'; then \
+	  echo "Updating $(VENV)"; \
+	else \
+	  py="$$(tools/find-python310)"; \
+	  rm -rf $(VENV); echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV); \
+	fi
+	$(PIP_INSTALL) pip==$(PIP_VERSION)
+	$(PIP_INSTALL) --no-deps -r requirements.lock
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
+	@touch $@
+
+sample-data: venv
+	$(BIN)/fakeface sample-data fakeface_runs/sample_data
+
+run: sample-data
+	$(BIN)/fakeface run
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf fakeface_runs .pytest_cache

@@ -1,0 +1,55 @@
+"""Every feature name of the pipeline, defined once.
+
+ExampleGen writes the raw features, the curated schema in `schemas/` is built
+from them, Transform and the Trainer read them, and the TFMA slices are named
+after them. Renaming a feature here renames it everywhere.
+"""
+
+# Raw features written by ImageExampleGen.
+IMAGE_BYTES = "image_bytes"  # the original encoded file, never re-encoded
+LABEL = "label"  # 1 for a generated (fake) image, 0 for a real photograph
+SOURCE = "source"  # dataset name from the catalog, e.g. "FFHQ_Orig"
+GENERATOR = "generator"  # generator or camera origin, e.g. "StyleGAN2", "camera"
+SHOT = "shot"  # framing: "close-up" or "wide"
+CONTENT_HASH = "content_sha256"  # hex SHA-256 of IMAGE_BYTES; decides the split
+IMAGE_FORMAT = "image_format"  # "JPEG", "PNG", ... as identified by Pillow
+WIDTH = "width"
+HEIGHT = "height"
+RELATIVE_PATH = "relative_path"  # path below the dataset's root folder
+
+# Transformed features produced by Transform's preprocessing_fn.
+IMAGE = "image"  # float32 [size, size, 3] in [0, 1]
+
+# Label values.
+REAL = 0
+FAKE = 1
+LABEL_NAMES = {REAL: "real", FAKE: "fake"}
+
+# Shot values.
+CLOSE_UP = "close-up"
+WIDE = "wide"
+SHOTS = (CLOSE_UP, WIDE)
+
+STRING_FEATURES = (
+    IMAGE_BYTES,
+    SOURCE,
+    GENERATOR,
+    SHOT,
+    CONTENT_HASH,
+    IMAGE_FORMAT,
+    RELATIVE_PATH,
+)
+INT_FEATURES = (LABEL, WIDTH, HEIGHT)
+RAW_FEATURES = STRING_FEATURES + INT_FEATURES
+
+# What a client sends at serving time: only the encoded image.
+SERVING_FEATURES = (IMAGE_BYTES,)
+
+# Features by which evaluation metrics are sliced.
+SLICE_FEATURES = (SOURCE, SHOT, GENERATOR, LABEL)
+
+# Serving signature output names.
+FAKE_PROBABILITY = "fake_probability"
+IS_FAKE = "is_fake"
+THRESHOLD = "threshold"
+MODEL_VERSION = "model_version"
