@@ -1,0 +1,166 @@
+"""The dataset catalog: which image folders feed the pipeline, and what they are.
+
+A catalog is a YAML file::
+
+    datasets:
+      - name: FFHQ_Orig
+        location: ffhq/close-up        # folder, or glob; relative to this file,
+                                       # absolute, or a gs:// (any tf.io.gfile) URL
+        label: real                    # real | fake
+        generator: camera              # the generator, or the origin of real photos
+        shot: close-up                 # close-up | wide
+        limit: 30000                   # optional: take at most this many files
+
+Every image found under a dataset's location becomes one example carrying the
+dataset's name, label, generator and shot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import yaml
+
+from fakeface import features
+
+CATALOG_FILE_NAME = "catalog.yaml"
+LABELS = {"real": features.REAL, "fake": features.FAKE}
+_GLOB_CHARS = "*?["
+
+
+class CatalogError(ValueError):
+    """A catalog that cannot be used; the message names the file and the reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    location: str  # absolute path or URL: a folder, or a glob of files
+    label: int
+    generator: str
+    shot: str
+    limit: Optional[int] = None
+
+    @property
+    def label_name(self) -> str:
+        return features.LABEL_NAMES[self.label]
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.location for c in _GLOB_CHARS)
+
+    @property
+    def root(self) -> str:
+        """The folder that relative paths of this dataset's files are taken from."""
+        if not self.is_glob:
+            return self.location.rstrip("/")
+        head = self.location
+        while any(c in head for c in _GLOB_CHARS):
+            head = os.path.dirname(head)
+        return head
+
+    @property
+    def file_pattern(self) -> str:
+        """A Beam file pattern for every file of the dataset."""
+        if self.is_glob:
+            return self.location
+        return self.location.rstrip("/") + "/**"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "location": self.location,
+            "label": self.label_name,
+            "generator": self.generator,
+            "shot": self.shot,
+            "limit": self.limit,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    path: str
+    datasets: Sequence[Dataset]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"datasets": [d.to_dict() for d in self.datasets]}
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location
+
+
+def _resolve_location(location: str, catalog_dir: str) -> str:
+    if _is_url(location) or os.path.isabs(location):
+        return location
+    return os.path.normpath(os.path.join(catalog_dir, location))
+
+
+def parse(data: Any, path: str) -> Catalog:
+    """Builds a Catalog from parsed YAML, naming `path` in every error."""
+    if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
+        raise CatalogError(f"{path}: expected a mapping with a 'datasets' list")
+    catalog_dir = os.path.dirname(os.path.abspath(path)) if not _is_url(path) else os.path.dirname(path)
+    datasets: List[Dataset] = []
+    seen = set()
+    for index, entry in enumerate(data["datasets"]):
+        where = f"{path}: datasets[{index}]"
+        if not isinstance(entry, dict):
+            raise CatalogError(f"{where}: expected a mapping, got {entry!r}")
+        unknown = set(entry) - {"name", "location", "label", "generator", "shot", "limit"}
+        if unknown:
+            raise CatalogError(f"{where}: unknown keys {sorted(unknown)}")
+        for key in ("name", "location", "label", "generator", "shot"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise CatalogError(f"{where}: '{key}' must be a non-empty string")
+        name = entry["name"]
+        if name in seen:
+            raise CatalogError(f"{where}: dataset name {name!r} appears twice")
+        seen.add(name)
+        if entry["label"] not in LABELS:
+            raise CatalogError(f"{where} ({name}): label must be one of {sorted(LABELS)}, got {entry['label']!r}")
+        if entry["shot"] not in features.SHOTS:
+            raise CatalogError(f"{where} ({name}): shot must be one of {list(features.SHOTS)}, got {entry['shot']!r}")
+        limit = entry.get("limit")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
+            raise CatalogError(f"{where} ({name}): limit must be a positive integer, got {limit!r}")
+        datasets.append(
+            Dataset(
+                name=name,
+                location=_resolve_location(entry["location"], catalog_dir),
+                label=LABELS[entry["label"]],
+                generator=entry["generator"],
+                shot=entry["shot"],
+                limit=limit,
+            )
+        )
+    if not datasets:
+        raise CatalogError(f"{path}: the catalog lists no datasets")
+    labels = {d.label for d in datasets}
+    for label, label_name in features.LABEL_NAMES.items():
+        if label not in labels:
+            raise CatalogError(f"{path}: the catalog has no {label_name} dataset; a detector needs both classes")
+    return Catalog(path=path, datasets=tuple(datasets))
+
+
+def load(path: str) -> Catalog:
+    """Reads and validates a catalog file (a local path or any tf.io.gfile URL)."""
+    if _is_url(path):
+        import tensorflow as tf  # only remote catalogs need TensorFlow's file systems
+
+        if not tf.io.gfile.exists(path):
+            raise CatalogError(f"{path}: catalog file not found")
+        with tf.io.gfile.GFile(path) as f:
+            text = f.read()
+    else:
+        if not os.path.isfile(path):
+            raise CatalogError(f"{path}: catalog file not found")
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CatalogError(f"{path}: not valid YAML: {e}") from e
+    return parse(data, path)
