@@ -1,0 +1,122 @@
+"""create_pipeline(): the one definition of the fakeface TFX pipeline.
+
+ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
+               -> Transform -> Trainer -> Evaluator (+ last blessed model) -> Pusher
+
+Every runner (local, Kubeflow) builds its pipeline here; what differs between
+them is the config and the metadata connection, never the graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from fakeface import schemas
+from fakeface.components.image_example_gen.component import ImageExampleGen
+from fakeface.components.trainer import backbones
+from fakeface.pipeline import baseline
+from fakeface.pipeline import config as config_lib
+from fakeface.pipeline import evaluation
+
+_COMPONENTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
+# The module files TFX packages with the run (code_source "module_file"): every
+# .py file in their folder is hashed into the cache key of Transform/Trainer.
+TRANSFORM_MODULE_FILE = os.path.join(_COMPONENTS_DIR, "transform", "preprocessing.py")
+TRAINER_MODULE_FILE = os.path.join(_COMPONENTS_DIR, "trainer", "training.py")
+# The same functions by import path (code_source "installed"), for images that
+# have the fakeface package installed, such as the Kubeflow container.
+PREPROCESSING_FN = "fakeface.components.transform.preprocessing.preprocessing_fn"
+RUN_FN = "fakeface.components.trainer.training.run_fn"
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def backbone_handle(config: config_lib.PipelineConfig) -> str:
+    return _absolute(backbones.resolve_handle(
+        config.trainer.backbone, config.trainer.backbone_handle, config.local_hub_dir))
+
+
+def create_pipeline(
+    config: config_lib.PipelineConfig,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+) -> tfx.dsl.Pipeline:
+    example_gen = ImageExampleGen(
+        catalog_path=_absolute(config.catalog_path),
+        split_buckets={"train": config.splits.train, "eval": config.splits.eval,
+                       "test": config.splits.test})
+
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=schemas.SCHEMA_PATH)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+
+    transform_config = dataclasses.asdict(config.transform)
+    trainer_config = {
+        "trainer": dataclasses.asdict(config.trainer),
+        "image_size": config.transform.image_size,
+        "backbone_handle": backbone_handle(config),
+        "decision_threshold": config.evaluator.decision_threshold,
+    }
+    if config.code_source == "module_file":
+        transform_code = {"module_file": TRANSFORM_MODULE_FILE}
+        trainer_code = {"module_file": TRAINER_MODULE_FILE}
+    else:
+        transform_code = {"preprocessing_fn": PREPROCESSING_FN}
+        trainer_code = {"run_fn": RUN_FN}
+
+    # Not materialized: decoded float images would be many times the size of
+    # the encoded files. The Trainer applies the transform graph itself.
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        materialize=False,
+        disable_statistics=True,
+        splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=[]),
+        custom_config=transform_config,
+        **transform_code)
+
+    trainer = tfx.components.Trainer(
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=trainer_config,
+        **trainer_code)
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=baseline.PreviousBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        **{baseline.CANDIDATE: trainer.outputs["model"]},
+    ).with_id("baseline_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        example_splits=["test"],
+        eval_config=evaluation.build_eval_config(config.evaluator))
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=_absolute(config.serving_model_dir_path))))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=_absolute(config.pipeline_root_path),
+        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
+                    trainer, model_resolver, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_pipeline_args))
