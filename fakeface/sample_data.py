@@ -250,12 +250,21 @@ def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
     """
     if per_source < 1:
         raise ValueError(f"per_source must be at least 1, got {per_source}")
+    if size < 16 or size % 2:
+        raise ValueError(f"image size must be an even number of at least 16 pixels, got {size}")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.exists(
             os.path.join(out_dir, _MARKER_FILE)):
         raise FileExistsError(
             f"{out_dir}: folder is not empty and is not a fakeface sample set; "
             "choose an empty or new folder")
     os.makedirs(out_dir, exist_ok=True)
+    notice = (
+        "SYNTHETIC DATA. Every image here was drawn by `fakeface sample-data` "
+        f"(per_source={per_source}, size={size}, seed={seed}); none is a photograph.\n"
+    )
+    # Written first, so that a run stopped half-way leaves a folder that the
+    # next run recognises and completes.
+    _write_if_changed(os.path.join(out_dir, _MARKER_FILE), notice.encode())
     wanted = {_MARKER_FILE, catalog_lib.CATALOG_FILE_NAME}
     entries: List[dict] = []
     for source in sources:
@@ -283,11 +292,6 @@ def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
             shutil.rmtree(stale_path)
         else:
             os.remove(stale_path)
-    notice = (
-        "SYNTHETIC DATA. Every image here was drawn by `fakeface sample-data` "
-        f"(per_source={per_source}, size={size}, seed={seed}); none is a photograph.\n"
-    )
-    _write_if_changed(os.path.join(out_dir, _MARKER_FILE), notice.encode())
     catalog_path = os.path.join(out_dir, catalog_lib.CATALOG_FILE_NAME)
     text = "# fakeface dataset catalog for synthetic sample data; see fakeface/catalog.py.\n"
     text += yaml.safe_dump({"datasets": entries}, sort_keys=False)

@@ -181,6 +181,8 @@ def load(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None)
                 data = yaml.safe_load(f) or {}
             except yaml.YAMLError as e:
                 raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return from_dict(_deep_merge(data, overrides or {}), where)
 
 
@@ -198,6 +200,8 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", config.pipeline_name):
         raise ConfigError(f"{where}.pipeline_name: {config.pipeline_name!r} must match "
                           "[a-z0-9][a-z0-9-]{0,127} (Kubeflow's rule)")
+    if not all(isinstance(arg, str) for arg in config.beam_pipeline_args):
+        raise ConfigError(f"{where}.beam_pipeline_args: must be a list of strings")
     if config.code_source not in ("module_file", "installed"):
         raise ConfigError(f"{where}.code_source: must be 'module_file' or 'installed', "
                           f"got {config.code_source!r}")

@@ -1,0 +1,102 @@
+"""The whole pipeline, run twice by the local runner on a few dozen small images."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from fakeface import features, sample_data
+from fakeface.components.trainer import backbones
+from fakeface.pipeline import config as config_lib
+from fakeface.pipeline import local_runner, pipeline, results
+
+pytestmark = pytest.mark.slow
+
+NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+         "Trainer", "baseline_model_resolver", "Evaluator", "Pusher"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    catalog_path = sample_data.generate(str(root / "data"), per_source=12, size=32, seed=3)
+    config = config_lib.from_dict({
+        "runs_root": str(root / "runs"),
+        "catalog": catalog_path,
+        # A larger test share so that every source has test images.
+        "splits": {"train": 40, "eval": 20, "test": 40},
+        "transform": {"image_size": 32},
+        "trainer": {"epochs": 2, "batch_size": 8},
+        # Two epochs on a few dozen images prove the plumbing, not accuracy.
+        "evaluator": {"min_auc": 0.0, "max_auc_drop": 1.0},
+    })
+    backbones.ensure_local_backbone(config.trainer.backbone, pipeline.backbone_handle(config))
+    local_runner.run(config)
+    first = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
+    local_runner.run(config)
+    second = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
+    return config, first, second
+
+
+def test_every_step_ran_and_is_recorded_in_ml_metadata(runs):
+    _, first, _ = runs
+    assert set(first.executions) == NODES
+    assert all(state == "COMPLETE" for state in first.executions.values()), first.executions
+    assert first.blessed and first.pushed
+
+
+def test_unchanged_rerun_reuses_every_cached_result(runs):
+    _, first, second = runs
+    assert second.run_id != first.run_id
+    components = NODES - {"baseline_model_resolver"}  # resolvers are not cached, they look up
+    assert {node: second.executions[node] for node in components} == {n: "CACHED" for n in components}
+    assert second.pushed_destination == first.pushed_destination
+
+
+def _encode(pixels: np.ndarray, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_pushed_model_scores_raw_encoded_images_of_any_size(runs):
+    config, first, _ = runs
+    model = tf.saved_model.load(first.pushed_destination)
+    rng = np.random.default_rng(0)
+    batch = [
+        sample_data.encode_jpeg(sample_data.render_image(sample_data.SOURCES[0], 0, 32, seed=9)),
+        _encode(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8), "PNG"),
+        _encode(rng.integers(0, 255, (20, 20), dtype=np.uint8), "PNG"),  # grayscale
+    ]
+    outputs = model.signatures["serving_default"](image_bytes=tf.constant(batch))
+    probability = outputs[features.FAKE_PROBABILITY].numpy()
+    assert probability.shape == (3,)
+    assert np.all((probability >= 0) & (probability <= 1))
+    threshold = config.evaluator.decision_threshold
+    np.testing.assert_array_equal(outputs[features.THRESHOLD].numpy(), [threshold] * 3)
+    np.testing.assert_array_equal(outputs[features.IS_FAKE].numpy(), probability >= threshold)
+    assert all(v for v in outputs[features.MODEL_VERSION].numpy())
+
+    # The same image as a tf.Example through the second signature scores the same.
+    example = tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_BYTES: tf.train.Feature(bytes_list=tf.train.BytesList(value=[batch[0]]))}))
+    by_example = model.signatures["serving_examples"](examples=tf.constant([example.SerializeToString()]))
+    np.testing.assert_allclose(by_example[features.FAKE_PROBABILITY].numpy(), probability[:1], rtol=1e-5)
+
+
+def test_pushed_model_refuses_bytes_that_are_not_an_image(runs):
+    _, first, _ = runs
+    model = tf.saved_model.load(first.pushed_destination)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        model.signatures["serving_default"](image_bytes=tf.constant([b"definitely not an image"]))
+
+
+def test_evaluation_has_metrics_for_every_source(runs):
+    _, first, _ = runs
+    overall, rows = results.slice_rows(first.evaluation_uri, features.SOURCE)
+    assert {row.value for row in rows} == {s.name for s in sample_data.SOURCES}
+    assert all(row.example_count > 0 and 0.0 <= row.accuracy <= 1.0 for row in rows)
+    assert overall["example_count"] == sum(row.example_count for row in rows)
+    assert 0.0 <= overall["auc"] <= 1.0

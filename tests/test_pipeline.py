@@ -1,0 +1,95 @@
+"""create_pipeline(), the EvalConfig and the schema, built without running anything."""
+
+import os
+
+import pytest
+from tensorflow_metadata.proto.v0 import schema_pb2
+from google.protobuf import text_format
+
+from fakeface import features, schemas
+from fakeface.pipeline import config as config_lib
+from fakeface.pipeline import evaluation, pipeline
+
+
+@pytest.fixture
+def config(tmp_path):
+    return config_lib.from_dict({"runs_root": str(tmp_path / "runs")})
+
+
+def _by_id(tfx_pipeline):
+    return {component.id: component for component in tfx_pipeline.components}
+
+
+def test_pipeline_wires_every_component(config):
+    built = pipeline.create_pipeline(config)
+    nodes = _by_id(built)
+    assert set(nodes) == {
+        "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
+        "Trainer", "baseline_model_resolver", "Evaluator", "Pusher"}
+    assert nodes["Transform"].inputs["schema"].producer_component_id == "ImportSchemaGen"
+    assert nodes["ExampleValidator"].inputs["statistics"].producer_component_id == "StatisticsGen"
+    assert nodes["Trainer"].inputs["examples"].producer_component_id == "ImageExampleGen"
+    assert nodes["Trainer"].inputs["transform_graph"].producer_component_id == "Transform"
+    assert nodes["Evaluator"].inputs["baseline_model"].producer_component_id == "baseline_model_resolver"
+    assert nodes["Pusher"].inputs["model_blessing"].producer_component_id == "Evaluator"
+    assert built.pipeline_info.pipeline_root == os.path.abspath(config.pipeline_root_path)
+    assert built.beam_pipeline_args == config.beam_pipeline_args
+
+
+def test_paths_and_settings_reach_the_components(config):
+    nodes = _by_id(pipeline.create_pipeline(config))
+    assert nodes["ImageExampleGen"].exec_properties["input_base"] == os.path.dirname(
+        os.path.abspath(config.catalog_path))
+    assert nodes["ImportSchemaGen"].exec_properties["schema_file"] == schemas.SCHEMA_PATH
+    custom = nodes["Trainer"].exec_properties["custom_config"]
+    assert '"image_size": 64' in custom and config.local_hub_dir.split(os.sep)[-1] in custom
+    assert os.path.abspath(config.serving_model_dir_path) in nodes["Pusher"].exec_properties["push_destination"]
+
+
+def test_code_source_selects_module_files_or_import_paths(config):
+    local = _by_id(pipeline.create_pipeline(config))
+    assert local["Transform"].exec_properties["module_file"] == pipeline.TRANSFORM_MODULE_FILE
+    assert local["Trainer"].exec_properties["module_file"] == pipeline.TRAINER_MODULE_FILE
+    assert os.path.isfile(pipeline.TRANSFORM_MODULE_FILE) and os.path.isfile(pipeline.TRAINER_MODULE_FILE)
+
+    config.code_source = "installed"
+    installed = _by_id(pipeline.create_pipeline(config))
+    assert installed["Transform"].exec_properties["preprocessing_fn"] == pipeline.PREPROCESSING_FN
+    assert installed["Trainer"].exec_properties["run_fn"] == pipeline.RUN_FN
+    assert not installed["Trainer"].exec_properties.get("module_file")
+
+
+def test_named_functions_exist():
+    from fakeface.components.trainer import training
+    from fakeface.components.transform import preprocessing
+
+    assert pipeline.PREPROCESSING_FN == f"{preprocessing.__name__}.{preprocessing.preprocessing_fn.__name__}"
+    assert pipeline.RUN_FN == f"{training.__name__}.{training.run_fn.__name__}"
+
+
+def test_eval_config_slices_by_every_slice_feature_and_blesses_on_overall_auc():
+    eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig(min_auc=0.8, max_auc_drop=0.01))
+    sliced = {tuple(spec.feature_keys) for spec in eval_config.slicing_specs}
+    assert () in sliced
+    assert {(name,) for name in features.SLICE_FEATURES} <= sliced
+    assert (features.SOURCE, features.SHOT) in sliced
+
+    auc = next(m for metric_spec in eval_config.metrics_specs for m in metric_spec.metrics
+               if m.class_name == "AUC")
+    assert not auc.HasField("threshold")  # a plain threshold would apply to one-class slices too
+    (per_slice,) = auc.per_slice_thresholds
+    assert [tuple(s.feature_keys) for s in per_slice.slicing_specs] == [()]
+    assert per_slice.threshold.value_threshold.lower_bound.value == 0.8
+    assert per_slice.threshold.change_threshold.absolute.value == -0.01
+    assert eval_config.model_specs[0].label_key == features.LABEL
+    assert eval_config.model_specs[0].prediction_key == features.FAKE_PROBABILITY
+
+
+def test_checked_in_schema_is_generated_from_the_features_module():
+    with open(schemas.SCHEMA_PATH, encoding="utf-8") as f:
+        text = f.read()
+    assert text == schemas.schema_text(), "run `fakeface schema --write`"
+    schema = text_format.Parse(text, schema_pb2.Schema())
+    assert [f.name for f in schema.feature] == list(features.RAW_FEATURES)
+    label = next(f for f in schema.feature if f.name == features.LABEL)
+    assert (label.int_domain.min, label.int_domain.max) == (features.REAL, features.FAKE)

@@ -1,0 +1,92 @@
+"""preprocessing_fn, the hub backbone path and training-only augmentation, on tiny inputs."""
+
+import io
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_hub as hub
+from PIL import Image
+
+from fakeface import features
+from fakeface.components.trainer import backbones, model as model_lib, training
+from fakeface.components.transform import preprocessing
+
+
+def _encode(pixels: np.ndarray, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_preprocessing_decodes_any_common_image_to_the_configured_size():
+    rng = np.random.default_rng(0)
+    batch = tf.constant([
+        _encode(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8), "JPEG", quality=90),
+        _encode(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8), "PNG"),
+        _encode(rng.integers(0, 255, (30, 30), dtype=np.uint8), "PNG"),  # grayscale
+        _encode(rng.integers(0, 255, (24, 24, 4), dtype=np.uint8), "PNG"),  # with alpha
+        _encode(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8), "BMP"),
+    ])
+    out = preprocessing.preprocessing_fn(
+        {features.IMAGE_BYTES: batch, features.LABEL: tf.constant([0, 1, 0, 1, 0], tf.int64)},
+        {"image_size": 32})
+    images = out[features.IMAGE].numpy()
+    assert images.shape == (5, 32, 32, 3) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    np.testing.assert_array_equal(out[features.LABEL].numpy(), [0, 1, 0, 1, 0])
+
+
+def test_images_already_at_the_model_size_keep_every_pixel():
+    """Up-sampling fingerprints live in single pixels; no resampling may blur them."""
+    pixels = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+    decoded = preprocessing.decode_and_resize(tf.constant([_encode(pixels, "PNG")]), 32).numpy()[0]
+    np.testing.assert_allclose(decoded, pixels / 255.0, atol=1e-6)
+
+
+def test_bytes_that_are_not_an_image_fail_loudly():
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        preprocessing.decode_and_resize(tf.constant([b"\xff\xd8 truncated jpeg"]), 32)
+
+
+@pytest.fixture(scope="module")
+def hub_handle(tmp_path_factory):
+    return backbones.export_small_cnn(str(tmp_path_factory.mktemp("hub") / "small-cnn"), seed=0)
+
+
+def test_backbone_loads_through_tf_hub_and_fine_tunes(hub_handle):
+    layer = hub.KerasLayer(hub_handle, trainable=True)
+    embedding = layer(tf.zeros([2, 48, 40, 3]))  # fully convolutional: any input size
+    assert embedding.shape[0] == 2 and embedding.shape[1] > 0
+    assert layer.trainable_weights
+
+    model = model_lib.build_model(hub_handle, image_size=32, trainable=True, dropout=0.0,
+                                  learning_rate=0.01)
+    images = np.random.default_rng(2).random((8, 32, 32, 3)).astype(np.float32)
+    labels = np.array([[0], [1]] * 4, np.float32)
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    model.fit(images, labels, epochs=1, verbose=0)
+    changed = [not np.allclose(a, w.numpy()) for a, w in zip(before, model.trainable_weights)]
+    assert all(changed), "every layer, the backbone's included, must learn"
+
+
+def test_model_with_hub_backbone_saves_and_reloads(hub_handle, tmp_path):
+    model = model_lib.build_model(hub_handle, image_size=32, trainable=True, dropout=0.0,
+                                  learning_rate=0.01)
+    images = np.random.default_rng(3).random((4, 32, 32, 3)).astype(np.float32)
+    model.save(str(tmp_path / "model"), save_format="tf")
+    reloaded = tf.keras.models.load_model(str(tmp_path / "model"))
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0),
+                               rtol=1e-5)
+
+
+def test_augmentation_changes_training_batches_only():
+    augmenter = training.make_augmenter({"seed": 0, "augment_flip": True})
+    images = tf.constant(np.random.default_rng(4).random((16, 8, 8, 3)).astype(np.float32))
+    augmented = augmenter(images, training=True).numpy()
+    flipped = [np.allclose(a, i[:, ::-1]) and not np.allclose(a, i) for a, i in zip(augmented, images.numpy())]
+    assert 0 < sum(flipped) < 16, "about half of the images are mirrored"
+    np.testing.assert_array_equal(augmenter(images, training=False).numpy(), images.numpy())
+
+    none = training.make_augmenter({"seed": 0, "augment_flip": False})
+    np.testing.assert_array_equal(none(images, training=True).numpy(), images.numpy())
