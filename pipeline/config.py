@@ -79,6 +79,46 @@ class EvaluatorConfig:
 
 
 @dataclasses.dataclass
+class KubeflowConfig:
+    """How `fakeface compile` lays the pipeline onto Kubeflow Pipelines v2.
+
+    The YOUR_* defaults are placeholders: a compile with them still succeeds,
+    so the spec can be inspected, but a cluster run needs real values.
+    """
+
+    # Image with this package installed (Dockerfile), for every step but the Trainer.
+    image: str = "ghcr.io/YOUR_ORG/fakeface:0.1.0"
+    # The Trainer's image: the GPU variant (Dockerfile.gpu).
+    trainer_image: str = "ghcr.io/YOUR_ORG/fakeface-gpu:0.1.0"
+    # Artifact store of the runs on the cluster; the local runs_root is not used there.
+    pipeline_root: str = "gs://YOUR_BUCKET/fakeface/pipelines"
+    # Where the Pusher writes versions for TF Serving (see k8s/: a bucket, or the
+    # model-store PVC mounted into the Pusher).
+    serving_model_dir: str = "gs://YOUR_BUCKET/fakeface/serving/fakeface"
+    # Resources of every step but the Trainer: CPU only.
+    cpu: str = "2"
+    memory: str = "8G"
+    trainer_cpu: str = "8"
+    trainer_memory: str = "32G"
+    # Accelerator resource name and count for the Trainer; 0 trains on CPU.
+    trainer_accelerator_type: str = "nvidia.com/gpu"
+    trainer_accelerator_count: int = 1
+    # Scheduling onto the GPU node pool. TFX's compiler cannot express these;
+    # `fakeface compile` adds them to the Kubernetes platform spec.
+    trainer_node_selector: Dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"})
+    trainer_tolerations: List[Dict[str, str]] = dataclasses.field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    # Beam options on the cluster, e.g. ["--runner=DataflowRunner", ...]; empty
+    # keeps beam_pipeline_args.
+    beam_pipeline_args: List[str] = dataclasses.field(default_factory=list)
+    # KFP API endpoint and recurring-run schedule for `fakeface schedule`.
+    endpoint: str = "http://localhost:8080"
+    schedule_cron: str = "0 0 3 * * 1"  # KFP's 6-field cron: Mondays 03:00
+    experiment: str = "fakeface"
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     # Also the prefix of every artifact path; KFP needs [a-z0-9-] only.
     pipeline_name: str = "fakeface"
@@ -108,6 +148,7 @@ class PipelineConfig:
     transform: TransformConfig = dataclasses.field(default_factory=TransformConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
+    kubeflow: KubeflowConfig = dataclasses.field(default_factory=KubeflowConfig)
 
     @property
     def sample_data_dir(self) -> str:

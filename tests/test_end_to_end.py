@@ -8,9 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from fakeface import features, sample_data
-from fakeface.components.trainer import backbones
-from fakeface.pipeline import config as config_lib
-from fakeface.pipeline import local_runner, pipeline, results
+from fakeface.pipeline import results
 
 pytestmark = pytest.mark.slow
 
@@ -18,37 +16,15 @@ NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidato
          "Trainer", "baseline_model_resolver", "Evaluator", "Pusher"}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    catalog_path = sample_data.generate(str(root / "data"), per_source=12, size=32, seed=3)
-    config = config_lib.from_dict({
-        "runs_root": str(root / "runs"),
-        "catalog": catalog_path,
-        # A larger test share so that every source has test images.
-        "splits": {"train": 40, "eval": 20, "test": 40},
-        "transform": {"image_size": 32},
-        "trainer": {"epochs": 2, "batch_size": 8},
-        # Two epochs on a few dozen images prove the plumbing, not accuracy.
-        "evaluator": {"min_auc": 0.0, "max_auc_drop": 1.0},
-    })
-    backbones.ensure_local_backbone(config.trainer.backbone, pipeline.backbone_handle(config))
-    local_runner.run(config)
-    first = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
-    local_runner.run(config)
-    second = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
-    return config, first, second
-
-
-def test_every_step_ran_and_is_recorded_in_ml_metadata(runs):
-    _, first, _ = runs
+def test_every_step_ran_and_is_recorded_in_ml_metadata(pipeline_runs):
+    _, first, _ = pipeline_runs
     assert set(first.executions) == NODES
     assert all(state == "COMPLETE" for state in first.executions.values()), first.executions
     assert first.blessed and first.pushed
 
 
-def test_unchanged_rerun_reuses_every_cached_result(runs):
-    _, first, second = runs
+def test_unchanged_rerun_reuses_every_cached_result(pipeline_runs):
+    _, first, second = pipeline_runs
     assert second.run_id != first.run_id
     components = NODES - {"baseline_model_resolver"}  # resolvers are not cached, they look up
     assert {node: second.executions[node] for node in components} == {n: "CACHED" for n in components}
@@ -61,8 +37,8 @@ def _encode(pixels: np.ndarray, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_pushed_model_scores_raw_encoded_images_of_any_size(runs):
-    config, first, _ = runs
+def test_pushed_model_scores_raw_encoded_images_of_any_size(pipeline_runs):
+    config, first, _ = pipeline_runs
     model = tf.saved_model.load(first.pushed_destination)
     rng = np.random.default_rng(0)
     batch = [
@@ -86,15 +62,15 @@ def test_pushed_model_scores_raw_encoded_images_of_any_size(runs):
     np.testing.assert_allclose(by_example[features.FAKE_PROBABILITY].numpy(), probability[:1], rtol=1e-5)
 
 
-def test_pushed_model_refuses_bytes_that_are_not_an_image(runs):
-    _, first, _ = runs
+def test_pushed_model_refuses_bytes_that_are_not_an_image(pipeline_runs):
+    _, first, _ = pipeline_runs
     model = tf.saved_model.load(first.pushed_destination)
     with pytest.raises(tf.errors.InvalidArgumentError):
         model.signatures["serving_default"](image_bytes=tf.constant([b"definitely not an image"]))
 
 
-def test_evaluation_has_metrics_for_every_source(runs):
-    _, first, _ = runs
+def test_evaluation_has_metrics_for_every_source(pipeline_runs):
+    _, first, _ = pipeline_runs
     overall, rows = results.slice_rows(first.evaluation_uri, features.SOURCE)
     assert {row.value for row in rows} == {s.name for s in sample_data.SOURCES}
     assert all(row.example_count > 0 and 0.0 <= row.accuracy <= 1.0 for row in rows)
