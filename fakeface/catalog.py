@@ -61,13 +61,6 @@ class Dataset:
             head = os.path.dirname(head)
         return head
 
-    @property
-    def file_pattern(self) -> str:
-        """A Beam file pattern for every file of the dataset."""
-        if self.is_glob:
-            return self.location
-        return self.location.rstrip("/") + "/**"
-
     def to_dict(self) -> Dict[str, Any]:
         return {
             "name": self.name,

@@ -2,6 +2,7 @@
 
     fakeface sample-data OUT_DIR [--per-source N] [--size PX] [--seed S]
     fakeface run [--config FILE] [--catalog FILE] [--no-cache]
+    fakeface ingest CATALOG OUT_DIR [--config FILE] [--dry-run] [--workers N]
     fakeface schema [--write | --check]
 
 TensorFlow is imported only by the subcommands that need it, so the quick
@@ -11,6 +12,7 @@ ones stay quick.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import List, Optional
@@ -61,6 +63,10 @@ def _run(args: argparse.Namespace) -> int:
     print()
     print(f"Pipeline {config.pipeline_name!r} finished in {elapsed:.0f} s (run {summary.run_id}).")
     print("Steps: " + ", ".join(f"{node} {state.lower()}" for node, state in sorted(summary.executions.items())))
+    if summary.ingest_report:
+        print(f"Ingestion report: {summary.ingest_report}")
+        for warning in results.ingest_warnings(summary.ingest_report):
+            print(f"WARNING: {warning}", file=sys.stderr)
     if summary.evaluation_uri:
         labels = {d.name: d.label for d in catalog.datasets}
         print()
@@ -76,6 +82,42 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(f"Model NOT pushed (blessed: {summary.blessed}); see the Evaluator output at "
               f"{summary.evaluation_uri}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from fakeface import catalog as catalog_lib
+    from fakeface.pipeline import config as config_lib
+
+    config = config_lib.load(args.config)
+    catalog_lib.load(args.catalog)  # fails fast, naming the file
+    beam_args = list(config.beam_pipeline_args)
+    if args.workers:
+        beam_args = [a for a in beam_args if not a.startswith(("--direct_running_mode", "--direct_num_workers"))]
+        beam_args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={args.workers}"]
+
+    from fakeface.components.image_example_gen import driver, executor, ingest
+
+    driver.catalog_fingerprint(args.catalog)  # every dataset exists and has files
+    started = time.monotonic()
+    report = executor.run_standalone(
+        args.catalog, args.out_dir,
+        {"train": config.splits.train, "eval": config.splits.eval, "test": config.splits.test},
+        dataclasses.asdict(config.ingest), beam_args, dry_run=args.dry_run)
+    totals = report["totals"]
+    print(f"{totals['found']} files found in {time.monotonic() - started:.1f} s: {totals['ingested']} "
+          f"ingested, {totals['duplicates']} exact duplicates dropped, {totals['quarantined']} quarantined.")
+    for name, row in report["datasets"].items():
+        splits = ", ".join(f"{split} {count}" for split, count in sorted(row["splits"].items()))
+        print(f"  {name:<18} {row['label']:<4} found {row['found']:>6}  ingested {row['ingested']:>6}  "
+              f"duplicates {row['duplicates']:>5}  quarantined {row['quarantined']:>5}  ({splits})")
+    for warning in report["warnings"]:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    report_dir = os.path.join(args.out_dir, executor.REPORT_DIR_NAME)
+    print(f"Report: {os.path.join(report_dir, ingest.REPORT_HTML)} "
+          f"(and {ingest.REPORT_JSON})" + ("" if args.dry_run else f"; examples under {args.out_dir}"))
     return 0
 
 
@@ -115,6 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--catalog", help="dataset catalog YAML, overriding the config's")
     run.add_argument("--no-cache", action="store_true", help="re-run every step even if unchanged")
     run.set_defaults(func=_run)
+
+    ingest = commands.add_parser(
+        "ingest", help="check a catalog's datasets with the pipeline's own ingestion, before a long run")
+    ingest.add_argument("catalog", help="dataset catalog YAML")
+    ingest.add_argument("out_dir", help="folder for the examples (Split-*/) and ingest_report/")
+    ingest.add_argument("--config", help="YAML config: splits, ingest options, beam_pipeline_args")
+    ingest.add_argument("--dry-run", action="store_true", help="write only the report, no examples")
+    ingest.add_argument("--workers", type=int, default=0,
+                        help="Beam DirectRunner worker processes (multi-processing); default: the config's")
+    ingest.set_defaults(func=_ingest)
 
     schema = commands.add_parser("schema", help="print, check or regenerate schemas/schema.pbtxt")
     mode = schema.add_mutually_exclusive_group()

@@ -11,10 +11,14 @@ LABEL = "label"  # 1 for a generated (fake) image, 0 for a real photograph
 SOURCE = "source"  # dataset name from the catalog, e.g. "FFHQ_Orig"
 GENERATOR = "generator"  # generator or camera origin, e.g. "StyleGAN2", "camera"
 SHOT = "shot"  # framing: "close-up" or "wide"
-CONTENT_HASH = "content_sha256"  # hex SHA-256 of IMAGE_BYTES; decides the split
+CONTENT_HASH = "content_sha256"  # hex SHA-256 of IMAGE_BYTES; exact duplicates share it
+# 64-bit average hash of the pixels (fakeface/images.py); decides the split, so
+# an image and its re-encoded or resized copies land in the same split.
+PERCEPTUAL_HASH = "perceptual_hash"
 IMAGE_FORMAT = "image_format"  # "JPEG", "PNG", ... as identified by Pillow
 WIDTH = "width"
 HEIGHT = "height"
+JPEG_QUALITY = "jpeg_quality"  # estimated IJG quality, 1-100; 0 when not a JPEG
 RELATIVE_PATH = "relative_path"  # path below the dataset's root folder
 
 # Transformed features produced by Transform's preprocessing_fn.
@@ -36,10 +40,11 @@ STRING_FEATURES = (
     GENERATOR,
     SHOT,
     CONTENT_HASH,
+    PERCEPTUAL_HASH,
     IMAGE_FORMAT,
     RELATIVE_PATH,
 )
-INT_FEATURES = (LABEL, WIDTH, HEIGHT)
+INT_FEATURES = (LABEL, WIDTH, HEIGHT, JPEG_QUALITY)
 RAW_FEATURES = STRING_FEATURES + INT_FEATURES
 
 # What a client sends at serving time: only the encoded image.

@@ -41,6 +41,25 @@ class SplitConfig:
 
 
 @dataclasses.dataclass
+class IngestConfig:
+    """What ImageExampleGen takes in; see fakeface/images.py for the rules."""
+
+    # Images with more pixels are quarantined from their header, never decoded.
+    max_pixels: int = 64_000_000
+    # Images with a shorter side are quarantined: too small to carry artefacts.
+    min_side: int = 16
+    # 0 keeps every file's original bytes. 1-100 re-encodes every image, real
+    # and fake alike, as a baseline JPEG of this quality, so that format and
+    # quality can no longer tell the classes apart. This CHANGES THE DATA: it
+    # adds JPEG artefacts of its own and removes those of the original saving,
+    # and serving still sees files as their senders saved them.
+    reencode_jpeg_quality: int = 0
+    # The report warns when format, JPEG quality or resolution alone tells
+    # real from fake with at least this balanced accuracy.
+    shortcut_warning_accuracy: float = 0.9
+
+
+@dataclasses.dataclass
 class TransformConfig:
     # Square side, in pixels, that every image is resized to. The sample data is
     # drawn at 64 px, so the default keeps its up-sampling fingerprints intact;
@@ -145,6 +164,7 @@ class PipelineConfig:
     beam_pipeline_args: List[str] = dataclasses.field(
         default_factory=lambda: ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     splits: SplitConfig = dataclasses.field(default_factory=SplitConfig)
+    ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     transform: TransformConfig = dataclasses.field(default_factory=TransformConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
@@ -249,6 +269,11 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
     for name in ("train", "eval", "test"):
         if getattr(config.splits, name) <= 0:
             raise ConfigError(f"{where}.splits.{name}: must be a positive number of buckets")
+    if not 0 <= config.ingest.reencode_jpeg_quality <= 100:
+        raise ConfigError(f"{where}.ingest.reencode_jpeg_quality: must be 0 (keep the original "
+                          "bytes) or a JPEG quality from 1 to 100")
+    if config.ingest.min_side < 1 or config.ingest.max_pixels < config.ingest.min_side ** 2:
+        raise ConfigError(f"{where}.ingest: min_side must be at least 1 and max_pixels at least min_side squared")
     if config.transform.image_size < 16:
         raise ConfigError(f"{where}.transform.image_size: must be at least 16 pixels")
     if config.trainer.batch_size < 1 or config.trainer.epochs < 1:

@@ -25,6 +25,7 @@ class RunSummary:
     pushed: Optional[bool]
     pushed_destination: Optional[str]
     model_uri: Optional[str]
+    ingest_report: Optional[str] = None  # the HTML report of ImageExampleGen
 
 
 @dataclasses.dataclass
@@ -85,7 +86,21 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
                 summary.pushed_destination = _custom(artifact, "pushed_destination") or None
             elif type_name == "Model" and node == "Trainer":
                 summary.model_uri = artifact.uri
+            elif type_name == "Examples" and node == "ImageExampleGen":
+                summary.ingest_report = _custom(artifact, "ingest_report") or None
     return summary
+
+
+def ingest_warnings(report_html: str) -> List[str]:
+    """The shortcut warnings of an ingestion report (its report.json beside the HTML)."""
+    import json
+    import os
+
+    import tensorflow as tf
+
+    path = os.path.join(os.path.dirname(report_html), "report.json")
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)["warnings"]
 
 
 def _metric(metrics: Dict[str, Dict], name: str) -> float:

@@ -39,6 +39,9 @@ def build_schema() -> schema_pb2.Schema:
             feature.int_domain.is_categorical = True
         elif name in (features.WIDTH, features.HEIGHT):
             feature.int_domain.min = 1
+        elif name == features.JPEG_QUALITY:
+            feature.int_domain.min = 0
+            feature.int_domain.max = 100
         elif name == features.SHOT:
             feature.domain = name
             schema.string_domain.add(name=name, value=list(features.SHOTS))

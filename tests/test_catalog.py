@@ -62,19 +62,19 @@ def test_parse_resolves_relative_locations_against_the_given_path(tmp_path):
     assert parsed.datasets[1].location == str(tmp_path / "sub" / "pggan")
 
 
-@pytest.mark.parametrize("location, root, file_pattern", [
-    ("/data/ffhq", "/data/ffhq", "/data/ffhq/**"),
-    ("/data/ffhq/", "/data/ffhq", "/data/ffhq/**"),
-    ("gs://bucket/ffhq/", "gs://bucket/ffhq", "gs://bucket/ffhq/**"),
-    ("/data/celeba/img_*.jpg", "/data/celeba", "/data/celeba/img_*.jpg"),
-    ("gs://bucket/pggan/*/faces/*.png", "gs://bucket/pggan", "gs://bucket/pggan/*/faces/*.png"),
-    ("/data/gen/[ab]?/x.jpg", "/data/gen", "/data/gen/[ab]?/x.jpg"),
+@pytest.mark.parametrize("location, root, is_glob", [
+    ("/data/ffhq", "/data/ffhq", False),
+    ("/data/ffhq/", "/data/ffhq", False),
+    ("gs://bucket/ffhq/", "gs://bucket/ffhq", False),
+    ("/data/celeba/img_*.jpg", "/data/celeba", True),
+    ("gs://bucket/pggan/*/faces/*.png", "gs://bucket/pggan", True),
+    ("/data/gen/[ab]?/x.jpg", "/data/gen", True),
 ])
-def test_root_and_file_pattern(location, root, file_pattern):
+def test_root_and_glob(location, root, is_glob):
     dataset = catalog.Dataset(name="d", location=location, label=features.REAL,
                               generator="camera", shot=features.CLOSE_UP)
     assert dataset.root == root
-    assert dataset.file_pattern == file_pattern
+    assert dataset.is_glob == is_glob
 
 
 def test_missing_catalog_file(tmp_path):

@@ -1,9 +1,13 @@
-"""ImageExampleGen: its executor end to end on a small messy folder, and its driver."""
+"""ImageExampleGen: the executor on a messy folder, its report, splits and driver."""
 
 import hashlib
 import io
+import json
 import os
+import struct
+import zlib
 
+import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
@@ -14,150 +18,285 @@ from tfx.utils import proto_utils
 
 from fakeface import catalog as catalog_lib
 from fakeface import features
-from fakeface.components.image_example_gen import driver, executor
+from fakeface.components.image_example_gen import driver, executor, ingest
 from fakeface.components.image_example_gen.component import ImageExampleGen
 
 SPLITS = {"train": 56, "eval": 24, "test": 20}
 
 
-def _jpeg(color, size=(24, 20)) -> bytes:
+def _picture(seed, size=(24, 20)):
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def _encode(image, fmt, **kwargs) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="JPEG", quality=90)
+    image.save(buffer, format=fmt, **kwargs)
     return buffer.getvalue()
 
 
-def _png(color, size=(16, 16)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format="PNG")
-    return buffer.getvalue()
+def _png_claiming(width, height) -> bytes:
+    """A PNG whose header (valid CRC) claims a size it does not hold: a decompression bomb."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def _write_catalog(path, datasets):
+    path.write_text(yaml.safe_dump({"datasets": datasets}))
+    return path
+
+
+# What the messy catalog holds, file by file, with what must become of it.
+ACCEPTED = {"fake/nested/copy_of_a.jpg", "real/b.png", "real/gray.jpg", "real/cmyk.jpg", "real/palette.png",
+            "real/sixteen_bit.png", "real/alpha.png", "real/rotated.jpg",
+            "fake/nested/d.jpg", "fake/nested/e.png", "fake/nested/b_again.jpg"}
+# Of identical files the first by (dataset name, path) is kept.
+DUPLICATE = {"real/a.jpg": "fake/nested/copy_of_a.jpg"}
+QUARANTINED = {
+    "real/empty.jpg": "empty file",
+    "real/truncated.jpg": "cannot be decoded",
+    "real/notes.txt": "not an image",
+    "real/scan.tiff": "format TIFF is not taken",
+    "real/animated.gif": "animated image with 2 frames",
+    "real/bomb.png": "decompression bomb",
+    "real/tiny.png": "side under 16 pixels",
+    "fake/nested/dangling.jpg": "unreadable",
+}
 
 
 @pytest.fixture
 def messy_catalog(tmp_path):
-    """Two datasets: clean images, a nested folder, a duplicate and two bad files."""
-    real, fake = tmp_path / "real", tmp_path / "fake" / "nested"
-    real.mkdir()
-    fake.mkdir(parents=True)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "fake" / "nested").mkdir(parents=True)
+    a, b = _picture(1), _picture(2)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
     files = {
-        real / "a.jpg": _jpeg((200, 10, 10)),
-        real / "b.png": _png((10, 200, 10)),
-        real / "c.jpg": _jpeg((10, 10, 200)),
-        fake / "d.jpg": _jpeg((90, 90, 90)),
-        fake / "e.png": _png((250, 250, 0)),
-        fake / "copy_of_a.jpg": _jpeg((200, 10, 10)),  # byte-identical to real/a.jpg
-        fake / "broken.jpg": _jpeg((1, 2, 3))[:40],  # truncated
-        real / "notes.txt": b"not an image",
+        "real/a.jpg": _encode(a, "JPEG", quality=90),
+        "real/b.png": _encode(b, "PNG"),
+        "real/gray.jpg": _encode(_picture(3).convert("L"), "JPEG"),
+        "real/cmyk.jpg": _encode(_picture(4).convert("CMYK"), "JPEG"),
+        "real/palette.png": _encode(_picture(5).convert("P"), "PNG"),
+        "real/sixteen_bit.png": _encode(Image.fromarray(
+            (np.arange(480).reshape(20, 24) * 130).astype(np.uint16)), "PNG"),
+        "real/alpha.png": _encode(_picture(6).convert("RGBA"), "PNG"),
+        "real/rotated.jpg": _encode(_picture(7), "JPEG", exif=exif.tobytes()),
+        "real/empty.jpg": b"",
+        "real/truncated.jpg": _encode(_picture(8), "JPEG")[:200],
+        "real/notes.txt": b"not an image at all",
+        "real/scan.tiff": _encode(_picture(9), "TIFF"),
+        "real/animated.gif": _encode(_picture(10).convert("P"), "GIF", save_all=True,
+                                     append_images=[_picture(11).convert("P")]),
+        "real/bomb.png": _png_claiming(100_000, 100_000),
+        "real/tiny.png": _encode(_picture(12, size=(8, 8)), "PNG"),
+        "fake/nested/d.jpg": _encode(_picture(13), "JPEG"),
+        "fake/nested/e.png": _encode(_picture(14), "PNG"),
+        "fake/nested/copy_of_a.jpg": _encode(a, "JPEG", quality=90),
+        "fake/nested/b_again.jpg": _encode(b, "JPEG", quality=95),  # same picture, other bytes
     }
-    for path, data in files.items():
-        path.write_bytes(data)
-    catalog_path = tmp_path / "catalog.yaml"
-    catalog_path.write_text(yaml.safe_dump({"datasets": [
+    for relative, data in files.items():
+        (tmp_path / relative).write_bytes(data)
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "fake" / "nested" / "dangling.jpg")
+    catalog_path = _write_catalog(tmp_path / "catalog.yaml", [
         {"name": "Real", "location": "real", "label": "real", "generator": "camera", "shot": "close-up"},
         {"name": "Fake", "location": "fake", "label": "fake", "generator": "StyleGAN2", "shot": "wide"},
-    ]}))
-    return catalog_path, files
+    ])
+    assert set(ACCEPTED) | set(DUPLICATE) | set(QUARANTINED) == set(files) | {"fake/nested/dangling.jpg"}
+    return catalog_path
 
 
-def _run_executor(catalog_path, output_dir):
-    component = ImageExampleGen(str(catalog_path), SPLITS)
+def _run_executor(catalog_path, output_dir, **ingest_options):
+    component = ImageExampleGen(str(catalog_path), SPLITS, ingest_options)
     examples = standard_artifacts.Examples()
     examples.uri = str(output_dir)
-    exec_properties = {
-        standard_component_specs.INPUT_BASE_KEY: os.path.dirname(catalog_path),
-        standard_component_specs.INPUT_CONFIG_KEY: component.exec_properties[
-            standard_component_specs.INPUT_CONFIG_KEY],
-        standard_component_specs.OUTPUT_CONFIG_KEY: component.exec_properties[
-            standard_component_specs.OUTPUT_CONFIG_KEY],
-    }
+    exec_properties = {key: component.exec_properties[key] for key in (
+        standard_component_specs.INPUT_BASE_KEY, standard_component_specs.INPUT_CONFIG_KEY,
+        standard_component_specs.OUTPUT_CONFIG_KEY, standard_component_specs.CUSTOM_CONFIG_KEY)}
     executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
     by_split = {}
     for split in artifact_utils.decode_split_names(examples.split_names):
         pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
         dataset = tf.data.TFRecordDataset(tf.io.gfile.glob(pattern), compression_type="GZIP")
         by_split[split] = [tf.train.Example.FromString(r.numpy()) for r in dataset]
-    return by_split
+    with open(os.path.join(output_dir, executor.REPORT_DIR_NAME, ingest.REPORT_JSON)) as f:
+        report = json.load(f)
+    return by_split, report, examples
 
 
 def _value(example, name):
     feature = example.features.feature[name]
-    return feature.int64_list.value[0] if feature.int64_list.value else feature.bytes_list.value[0]
+    value = feature.int64_list.value[0] if feature.int64_list.value else feature.bytes_list.value[0]
+    return value if isinstance(value, int) or name == features.IMAGE_BYTES else value.decode()
 
 
-def test_executor_ingests_good_files_once_and_drops_bad_ones(messy_catalog, tmp_path):
-    catalog_path, files = messy_catalog
-    by_split = _run_executor(catalog_path, tmp_path / "out")
+def _path(example):
+    folder = "real" if _value(example, features.SOURCE) == "Real" else "fake"
+    return f"{folder}/{_value(example, features.RELATIVE_PATH)}"
 
-    assert sorted(by_split) == sorted(SPLITS)
+
+@pytest.fixture
+def messy_run(messy_catalog, tmp_path):
+    return messy_catalog, *_run_executor(messy_catalog, tmp_path / "out")
+
+
+def test_every_file_is_ingested_dropped_as_duplicate_or_quarantined(messy_run):
+    catalog_path, by_split, report, artifact = messy_run
     examples = [e for split in by_split.values() for e in split]
-    # 8 files: 5 distinct good images + 1 byte-identical copy + 2 bad files.
-    assert len(examples) == 5
-    hashes = [_value(e, features.CONTENT_HASH).decode() for e in examples]
-    assert len(set(hashes)) == 5
+    assert {_path(e) for e in examples} == ACCEPTED
 
-    for example in examples:
+    root = str(catalog_path.parent)
+    quarantined = {os.path.relpath(q["path"], root): q["reason"] for q in report["quarantine"]}
+    assert set(quarantined) == set(QUARANTINED)
+    for relative, reason in QUARANTINED.items():
+        assert reason in quarantined[relative], (relative, quarantined[relative])
+    assert [(d["dropped"], d["kept"]) for d in report["duplicates"]] == [
+        ("Real/a.jpg", "Fake/nested/copy_of_a.jpg")]
+
+    datasets = report["datasets"]
+    assert (datasets["Real"]["found"], datasets["Real"]["ingested"], datasets["Real"]["duplicates"],
+            datasets["Real"]["quarantined"]) == (15, 7, 1, 7)
+    assert (datasets["Fake"]["found"], datasets["Fake"]["ingested"], datasets["Fake"]["duplicates"],
+            datasets["Fake"]["quarantined"]) == (5, 4, 0, 1)
+    assert report["totals"] == {"found": 20, "ingested": 11, "duplicates": 1, "quarantined": 8}
+    assert artifact.get_int_custom_property("files_quarantined") == 8
+    assert os.path.isfile(artifact.get_string_custom_property("ingest_report"))
+
+
+def test_examples_keep_the_original_bytes_and_describe_them(messy_run):
+    catalog_path, by_split, report, _ = messy_run
+    for example in (e for split in by_split.values() for e in split):
         data = _value(example, features.IMAGE_BYTES)
-        assert _value(example, features.CONTENT_HASH).decode() == hashlib.sha256(data).hexdigest()
-        source = _value(example, features.SOURCE).decode()
-        relative = _value(example, features.RELATIVE_PATH).decode()
-        root = catalog_path.parent / ("real" if source == "Real" else "fake")
-        # The original bytes, never re-encoded.
-        assert (root / relative).read_bytes() == data
-        assert _value(example, features.LABEL) == (features.REAL if source == "Real" else features.FAKE)
-        assert _value(example, features.SHOT).decode() == ("close-up" if source == "Real" else "wide")
+        assert (catalog_path.parent / _path(example)).read_bytes() == data
+        assert _value(example, features.CONTENT_HASH) == hashlib.sha256(data).hexdigest()
         image = Image.open(io.BytesIO(data))
-        assert _value(example, features.IMAGE_FORMAT).decode() == image.format
+        assert _value(example, features.IMAGE_FORMAT) == image.format
         assert (_value(example, features.WIDTH), _value(example, features.HEIGHT)) == image.size
+        is_fake = _value(example, features.SOURCE) == "Fake"
+        assert _value(example, features.LABEL) == (features.FAKE if is_fake else features.REAL)
+        assert _value(example, features.SHOT) == ("wide" if is_fake else "close-up")
+        assert _value(example, features.GENERATOR) == ("StyleGAN2" if is_fake else "camera")
+        quality = _value(example, features.JPEG_QUALITY)
+        assert (quality > 0) == (image.format == "JPEG")
+        if _path(example) == "fake/nested/copy_of_a.jpg":
+            assert quality == 90
+    assert report["exif_orientation"]["Real"]["real"]["6"] == 1
+    assert report["image_modes"]["Real"]["real"]["CMYK"] == 1
 
-    relative_paths = {_value(e, features.RELATIVE_PATH).decode() for e in examples}
-    assert "nested/d.jpg" in relative_paths
-    # Of the identical pair, the copy kept is the first by (source, path).
-    assert "nested/copy_of_a.jpg" in relative_paths and "a.jpg" not in relative_paths
+
+def test_the_same_picture_in_other_bytes_lands_in_the_same_split(messy_run):
+    _, by_split, report, _ = messy_run
+    split_of = {_path(e): split for split, es in by_split.items() for e in es}
+    assert split_of["real/b.png"] == split_of["fake/nested/b_again.jpg"]
+    (group,) = [g for g in report["near_duplicates"] if "Real/b.png" in g["files"]]
+    assert group["files"] == ["Fake/nested/b_again.jpg", "Real/b.png"]
+    assert group["labels"] == ["fake", "real"]
 
 
-def test_split_follows_content_not_path(messy_catalog, tmp_path):
-    """Renaming a file does not move it between splits: the split comes from its content."""
-    catalog_path, _ = messy_catalog
-    first = _run_executor(catalog_path, tmp_path / "first")
-    os.rename(catalog_path.parent / "real" / "c.jpg", catalog_path.parent / "real" / "renamed.jpg")
-    second = _run_executor(catalog_path, tmp_path / "second")
+def test_splits_are_stable_when_a_dataset_grows(messy_catalog, tmp_path):
+    first, _, _ = _run_executor(messy_catalog, tmp_path / "first")
+    for i in range(20):
+        (messy_catalog.parent / "fake" / f"new_{i}.png").write_bytes(_encode(_picture(100 + i), "PNG"))
+    second, _, _ = _run_executor(messy_catalog, tmp_path / "second")
 
     def split_of(by_split):
         return {_value(e, features.CONTENT_HASH): split for split, es in by_split.items() for e in es}
 
-    assert split_of(first) == split_of(second)
+    before, after = split_of(first), split_of(second)
+    assert len(after) == len(before) + 20
+    assert {h: after[h] for h in before} == before
 
 
-def test_component_splits_by_content_hash():
-    component = ImageExampleGen("/data/catalog.yaml", SPLITS)
+def test_split_sizes_follow_the_hash_buckets(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "fake").mkdir()
+    for i in range(150):
+        folder = "real" if i % 2 else "fake"
+        (tmp_path / folder / f"{i}.png").write_bytes(_encode(_picture(1000 + i, size=(16, 16)), "PNG"))
+    catalog_path = _write_catalog(tmp_path / "catalog.yaml", [
+        {"name": "R", "location": "real", "label": "real", "generator": "camera", "shot": "close-up"},
+        {"name": "F", "location": "fake", "label": "fake", "generator": "PGGAN", "shot": "close-up"}])
+    by_split, report, _ = _run_executor(catalog_path, tmp_path / "out")
+    shares = {split: len(es) / 150 for split, es in by_split.items()}
+    assert shares["train"] == pytest.approx(0.56, abs=0.12)
+    assert shares["test"] == pytest.approx(0.20, abs=0.09)
+    counted = {s: sum(row["splits"].get(s, 0) for row in report["datasets"].values()) for s in SPLITS}
+    assert counted == {split: len(es) for split, es in by_split.items()}
+
+
+def test_shortcut_guard_warns_when_format_alone_tells_the_classes_apart(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "fake").mkdir()
+    for i in range(6):
+        (tmp_path / "real" / f"{i}.png").write_bytes(_encode(_picture(200 + i), "PNG"))
+        (tmp_path / "fake" / f"{i}.jpg").write_bytes(_encode(_picture(300 + i), "JPEG", quality=95))
+    catalog_path = _write_catalog(tmp_path / "catalog.yaml", [
+        {"name": "Photos", "location": "real", "label": "real", "generator": "camera", "shot": "close-up"},
+        {"name": "GAN", "location": "fake", "label": "fake", "generator": "StyleGAN", "shot": "close-up"}])
+    _, report, artifact = _run_executor(catalog_path, tmp_path / "out")
+    assert any(w.startswith("SHORTCUT: format alone") for w in report["warnings"])
+    assert not any("resolution" in w for w in report["warnings"])  # every image is 24x20
+    assert report["shortcuts"]["format"]["balanced_accuracy"] == 1.0
+    assert artifact.get_int_custom_property("shortcut_warnings") == len(report["warnings"]) >= 1
+    html = (tmp_path / "out" / executor.REPORT_DIR_NAME / ingest.REPORT_HTML).read_text()
+    assert "SHORTCUT: format alone" in html
+
+    _, reencoded, _ = _run_executor(catalog_path, tmp_path / "reencoded", reencode_jpeg_quality=90)
+    assert reencoded["warnings"] == []
+    assert reencoded["shortcuts"]["format"]["by_label"] == {"real": {"JPEG": 6}, "fake": {"JPEG": 6}}
+
+
+def test_sample_data_raises_no_shortcut_warning(tmp_path):
+    from fakeface import sample_data
+
+    catalog_path = sample_data.generate(str(tmp_path / "data"), per_source=4, size=32)
+    _, report, _ = _run_executor(catalog_path, tmp_path / "out")
+    assert report["warnings"] == []
+    assert report["totals"]["ingested"] == 32
+
+
+def test_limit_takes_the_same_files_every_time(messy_catalog, tmp_path):
+    data = yaml.safe_load(messy_catalog.read_text())
+    data["datasets"][0]["limit"] = 4
+    messy_catalog.write_text(yaml.safe_dump(data))
+    _, first, _ = _run_executor(messy_catalog, tmp_path / "first")
+    _, second, _ = _run_executor(messy_catalog, tmp_path / "second")
+    assert first["datasets"]["Real"]["found"] == 4
+    assert first["datasets"] == second["datasets"]
+
+
+def test_component_splits_by_perceptual_hash():
+    component = ImageExampleGen("/data/catalog.yaml", SPLITS, {"min_side": 32})
     output_config = example_gen_pb2.Output()
     proto_utils.json_to_proto(component.exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY],
                               output_config)
-    assert output_config.split_config.partition_feature_name == features.CONTENT_HASH
+    assert output_config.split_config.partition_feature_name == features.PERCEPTUAL_HASH
     assert [(s.name, s.hash_buckets) for s in output_config.split_config.splits] == list(SPLITS.items())
     assert component.exec_properties[standard_component_specs.INPUT_BASE_KEY] == "/data"
+    assert executor.ingest_options(component.exec_properties).min_side == 32
 
 
 def test_fingerprint_changes_with_any_dataset_file(messy_catalog):
-    catalog_path, files = messy_catalog
-    before = driver.catalog_fingerprint(str(catalog_path))
-    assert driver.catalog_fingerprint(str(catalog_path)) == before
+    before = driver.catalog_fingerprint(str(messy_catalog))
+    assert driver.catalog_fingerprint(str(messy_catalog)) == before
 
-    (catalog_path.parent / "fake" / "nested" / "new.png").write_bytes(_png((1, 1, 1)))
-    added = driver.catalog_fingerprint(str(catalog_path))
+    (messy_catalog.parent / "fake" / "nested" / "new.png").write_bytes(_encode(_picture(50), "PNG"))
+    added = driver.catalog_fingerprint(str(messy_catalog))
     assert added != before
 
-    touched_path = catalog_path.parent / "real" / "a.jpg"
-    stat = touched_path.stat()
-    os.utime(touched_path, (stat.st_atime, stat.st_mtime + 10))
-    assert driver.catalog_fingerprint(str(catalog_path)) != added
+    touched = messy_catalog.parent / "real" / "a.jpg"
+    stat = touched.stat()
+    os.utime(touched, (stat.st_atime, stat.st_mtime + 10))
+    assert driver.catalog_fingerprint(str(messy_catalog)) != added
 
 
 def test_empty_dataset_is_an_error_before_any_work(messy_catalog):
-    catalog_path, _ = messy_catalog
-    (catalog_path.parent / "empty").mkdir()
-    data = yaml.safe_load(catalog_path.read_text())
+    (messy_catalog.parent / "empty").mkdir()
+    data = yaml.safe_load(messy_catalog.read_text())
     data["datasets"].append({"name": "Empty", "location": "empty", "label": "fake",
                              "generator": "PGGAN", "shot": "close-up"})
-    catalog_path.write_text(yaml.safe_dump(data))
+    messy_catalog.write_text(yaml.safe_dump(data))
     with pytest.raises(catalog_lib.CatalogError, match=r"catalog\.yaml.*'Empty' has no files"):
-        driver.catalog_fingerprint(str(catalog_path))
+        driver.catalog_fingerprint(str(messy_catalog))

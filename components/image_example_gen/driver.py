@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, Optional, Tuple
 
 from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import input_processor
@@ -21,21 +21,7 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
 
 from fakeface import catalog as catalog_lib
-
-
-def list_dataset_files(dataset: catalog_lib.Dataset) -> List[str]:
-    """Every file of a dataset, as Beam's MatchFiles in the executor sees them."""
-    if dataset.is_glob:
-        return sorted(p for p in fileio.glob(dataset.location) if not fileio.isdir(p))
-    if not fileio.exists(dataset.location) or not fileio.isdir(dataset.location):
-        return []
-    found = []
-    for root, _, files in fileio.walk(dataset.location):
-        root = root.decode() if isinstance(root, bytes) else root
-        for name in files:
-            name = name.decode() if isinstance(name, bytes) else name
-            found.append(os.path.join(root, name))
-    return sorted(found)
+from fakeface.components.image_example_gen import ingest
 
 
 def catalog_fingerprint(path: str) -> str:
@@ -43,18 +29,21 @@ def catalog_fingerprint(path: str) -> str:
     with fileio.open(path, "rb") as f:
         lines = [f"catalog:{path},sha256:{hashlib.sha256(f.read()).hexdigest()}"]
     for dataset in catalog.datasets:
-        files = list_dataset_files(dataset)
-        if not files:
-            raise catalog_lib.CatalogError(
-                f"{path}: dataset {dataset.name!r} has no files at {dataset.location}")
-        total_bytes = xor_mtime = sum_mtime = 0
-        for file_path in files:
-            stat = fileio.stat(file_path)
+        num_files = total_bytes = xor_mtime = sum_mtime = 0
+        for file_path in ingest.iter_dataset_files(dataset):
+            num_files += 1
+            try:
+                stat = fileio.stat(file_path)
+            except fileio.NotFoundError:
+                continue  # listed but unreadable (a broken link): ingestion quarantines it
             total_bytes += stat.length
             mtime = int(stat.mtime_nsec // 1_000_000_000)
             xor_mtime ^= mtime
             sum_mtime += mtime
-        lines.append(f"dataset:{dataset.name},num_files:{len(files)},total_bytes:{total_bytes},"
+        if not num_files:
+            raise catalog_lib.CatalogError(
+                f"{path}: dataset {dataset.name!r} has no files at {dataset.location}")
+        lines.append(f"dataset:{dataset.name},num_files:{num_files},total_bytes:{total_bytes},"
                      f"xor_checksum:{xor_mtime},sum_checksum:{sum_mtime}")
     return "\n".join(lines)
 

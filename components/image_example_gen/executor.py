@@ -1,98 +1,48 @@
-"""Beam executor of ImageExampleGen: image files of a catalog to tf.Examples.
+"""Beam executor of ImageExampleGen: the images of a catalog to split tf.Examples.
 
-Every file found under a catalog dataset ends in exactly one place: as an
-example, as a duplicate of an identical file kept elsewhere, or in quarantine
-with the reason. The split (done by TFX from the content hash) never sees two
-copies of one image, so an image cannot be in train and test at once.
+Besides the examples it writes the ingestion report (components/image_example_gen/
+ingest.py) into the Examples artifact, under `ingest_report/`, and records the
+counts on the artifact in ML Metadata.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
-from typing import Any, Dict, Iterable, Tuple
+from typing import Any, Dict, List
 
 import apache_beam as beam
 import tensorflow as tf
-from apache_beam.io import fileio
+from tfx import types
 from tfx.components.example_gen import base_example_gen_executor
-from tfx.types import standard_component_specs
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
 
 from fakeface import catalog as catalog_lib
-from fakeface import features
-from fakeface import images
+from fakeface.components.image_example_gen import ingest
 
-QUARANTINE = "quarantine"
-_METRICS_NAMESPACE = "fakeface.ingest"
+REPORT_DIR_NAME = "ingest_report"
+# Set by Executor.Do for the PTransform, which receives only exec_properties.
+_REPORT_DIR_KEY = "_fakeface_report_dir"
 
 
 def catalog_path(exec_properties: Dict[str, Any], split_pattern: str) -> str:
     return os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern)
 
 
-def _relative_path(path: str, root: str) -> str:
-    prefix = root.rstrip("/") + "/"
-    return path[len(prefix):] if path.startswith(prefix) else os.path.basename(path)
+def ingest_options(exec_properties: Dict[str, Any]) -> ingest.IngestOptions:
+    custom_config = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY) or "{}"
+    if isinstance(custom_config, str):
+        custom_config = json.loads(custom_config)
+    return ingest.IngestOptions.from_dict(custom_config.get("ingest"))
 
 
-def to_example(record: Dict[str, Any]) -> tf.train.Example:
-    """A tf.Example with every raw feature of features.RAW_FEATURES."""
-    feature = {}
-    for name in features.STRING_FEATURES:
-        value = record[name]
-        feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[value if isinstance(value, bytes) else value.encode("utf-8")]))
-    for name in features.INT_FEATURES:
-        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(record[name])]))
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-class _InspectFile(beam.DoFn):
-    """Reads one file and yields its record, or a quarantine entry."""
-
-    def __init__(self, dataset: catalog_lib.Dataset, max_pixels: int):
-        self._dataset = dataset
-        self._max_pixels = max_pixels
-        self._ingested = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "read")
-        self._quarantined = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, QUARANTINE)
-
-    def process(self, readable: fileio.ReadableFile) -> Iterable[Any]:
-        path = readable.metadata.path
-        dataset = self._dataset
-        try:
-            data = readable.read()
-            info = images.inspect(data, self._max_pixels)
-        except (images.BadImage, OSError) as e:
-            self._quarantined.inc()
-            logging.warning("Quarantined %s (%s): %s", path, dataset.name, e)
-            yield beam.pvalue.TaggedOutput(QUARANTINE, {
-                "source": dataset.name, "path": path, "reason": str(e)})
-            return
-        self._ingested.inc()
-        yield {
-            features.IMAGE_BYTES: data,
-            features.LABEL: dataset.label,
-            features.SOURCE: dataset.name,
-            features.GENERATOR: dataset.generator,
-            features.SHOT: dataset.shot,
-            features.CONTENT_HASH: hashlib.sha256(data).hexdigest(),
-            features.IMAGE_FORMAT: info.format,
-            features.WIDTH: info.width,
-            features.HEIGHT: info.height,
-            features.RELATIVE_PATH: _relative_path(path, dataset.root),
-        }
-
-
-def _keep_one(keyed: Tuple[str, Iterable[Dict[str, Any]]]) -> Dict[str, Any]:
-    """Of byte-identical files, keeps the first by (source, path): deterministic."""
-    _, records = keyed
-    ordered = sorted(records, key=lambda r: (r[features.SOURCE], r[features.RELATIVE_PATH]))
-    if len(ordered) > 1:
-        logging.info("Kept %s/%s; identical copies dropped: %s", ordered[0][features.SOURCE],
-                     ordered[0][features.RELATIVE_PATH],
-                     [f"{r[features.SOURCE]}/{r[features.RELATIVE_PATH]}" for r in ordered[1:]])
-    return ordered[0]
+def split_config(exec_properties: Dict[str, Any]) -> example_gen_pb2.SplitConfig:
+    output_config = example_gen_pb2.Output()
+    proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+    return output_config.split_config
 
 
 @beam.ptransform_fn
@@ -102,32 +52,62 @@ def ImagesToExample(pipeline: beam.Pipeline, exec_properties: Dict[str, Any],
                     split_pattern: str) -> beam.pvalue.PCollection:
     """Reads every dataset of the catalog at input_base/split_pattern."""
     catalog = catalog_lib.load(catalog_path(exec_properties, split_pattern))
-    max_pixels = images.DEFAULT_MAX_PIXELS
-    records = []
-    for dataset in catalog.datasets:
-        matches = pipeline | f"Match[{dataset.name}]" >> fileio.MatchFiles(
-            dataset.file_pattern, empty_match_treatment=fileio.EmptyMatchTreatment.DISALLOW)
-        if dataset.limit:
-            matches = (matches
-                       | f"Limit[{dataset.name}]" >> beam.combiners.Top.Of(
-                           dataset.limit, key=lambda m: hashlib.sha256(m.path.encode()).hexdigest(),
-                           reverse=True)
-                       | f"Unlist[{dataset.name}]" >> beam.FlatMap(lambda ms: ms))
-        inspected = (matches
-                     | f"Read[{dataset.name}]" >> fileio.ReadMatches()
-                     | f"Inspect[{dataset.name}]" >> beam.ParDo(
-                         _InspectFile(dataset, max_pixels)).with_outputs(QUARANTINE, main="records"))
-        records.append(inspected.records)
-    return (records
-            | "Flatten" >> beam.Flatten()
-            | "KeyByHash" >> beam.Map(lambda r: (r[features.CONTENT_HASH], r))
-            | "GroupByHash" >> beam.GroupByKey()
-            | "Deduplicate" >> beam.Map(_keep_one)
-            | "ToExample" >> beam.Map(to_example))
+    ingested = pipeline | "Ingest" >> ingest.IngestCatalog(catalog, ingest_options(exec_properties))
+    if exec_properties.get(_REPORT_DIR_KEY):
+        ingest.write_report_parts(ingested, exec_properties[_REPORT_DIR_KEY], split_config(exec_properties))
+    return ingested[ingest.EXAMPLES] | "ToExample" >> beam.Map(ingest.to_example)
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-    """Turns a catalog of image folders into tf.Examples."""
+    """Turns a catalog of image folders into tf.Examples and an ingestion report."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
         return ImagesToExample
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]], exec_properties: Dict[str, Any]) -> None:
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        report_dir = os.path.join(examples.uri, REPORT_DIR_NAME)
+        super().Do(input_dict, output_dict, dict(exec_properties, **{_REPORT_DIR_KEY: report_dir}))
+
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        catalog = catalog_lib.load(catalog_path(exec_properties, input_config.splits[0].pattern))
+        report = ingest.render_report(report_dir, catalog, ingest_options(exec_properties))
+        for key, value in report["totals"].items():
+            examples.set_int_custom_property(f"files_{key}", value)
+        examples.set_int_custom_property("shortcut_warnings", len(report["warnings"]))
+        examples.set_string_custom_property("ingest_report", os.path.join(report_dir, ingest.REPORT_HTML))
+        for warning in report["warnings"]:
+            logging.warning("%s", warning)
+        logging.info("Ingestion report: %s", os.path.join(report_dir, ingest.REPORT_HTML))
+
+
+def run_standalone(catalog_path: str, out_dir: str, split_buckets: Dict[str, int],
+                   options: Dict[str, Any], beam_pipeline_args: List[str],
+                   dry_run: bool = False) -> Dict[str, Any]:
+    """`fakeface ingest`: the pipeline's ingestion, outside the pipeline.
+
+    Writes Split-*/ TFRecords (unless `dry_run`) and ingest_report/ under
+    `out_dir`, exactly as ImageExampleGen would; returns the report.
+    """
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from tfx.dsl.components.base import base_executor
+    from tfx.types import standard_artifacts
+
+    from fakeface.components.image_example_gen.component import ImageExampleGen
+
+    catalog = catalog_lib.load(catalog_path)
+    exec_properties = dict(ImageExampleGen(catalog_path, split_buckets, options).exec_properties)
+    report_dir = os.path.join(out_dir, REPORT_DIR_NAME)
+    if dry_run:
+        with beam.Pipeline(options=PipelineOptions(beam_pipeline_args)) as pipeline:
+            ingested = pipeline | "Ingest" >> ingest.IngestCatalog(catalog, ingest_options(exec_properties))
+            ingest.write_report_parts(ingested, report_dir, split_config(exec_properties))
+        return ingest.render_report(report_dir, catalog, ingest_options(exec_properties), dry_run=True)
+    examples = standard_artifacts.Examples()
+    examples.uri = out_dir
+    context = base_executor.BaseExecutor.Context(beam_pipeline_args=beam_pipeline_args)
+    Executor(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    with tf.io.gfile.GFile(os.path.join(report_dir, ingest.REPORT_JSON)) as f:
+        return json.load(f)

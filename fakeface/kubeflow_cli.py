@@ -1,0 +1,145 @@
+"""The Kubeflow subcommands of `fakeface`.
+
+    fakeface compile [--config FILE] OUT.yaml|OUT.json
+    fakeface schedule create [--config FILE] [--endpoint URL] [--experiment NAME] [--name NAME]
+                             [--cron EXPR] [--spec FILE.yaml] [--cache] [--service-account SA]
+    fakeface schedule list   [--config FILE] [--endpoint URL] [--experiment NAME]
+    fakeface schedule delete [--config FILE] [--endpoint URL] [--experiment NAME] [--name NAME]
+
+Defaults come from the `kubeflow` section of the config. Exit codes: 0 done,
+1 the KFP API failed (message on stderr says why and what to do), 2 a config
+or argument error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import Any, Callable, Optional
+
+
+def _error(command: str, message: object, code: int) -> int:
+    print(f"fakeface {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _load_config(path: Optional[str]):
+    from fakeface.pipeline import config as config_lib
+
+    return config_lib.load(path)
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from fakeface.pipeline import config as config_lib
+    from fakeface.pipeline import kfp_platform, kubeflow_runner
+
+    try:
+        config = _load_config(args.config)
+        result = kubeflow_runner.compile_pipeline(config, args.out)
+    except (config_lib.ConfigError, kfp_platform.PlatformSpecError) as e:
+        return _error("compile", e, 2)
+    for warning in result["warnings"]:
+        print(f"fakeface compile: warning: {warning}", file=sys.stderr)
+    kubeflow = config.kubeflow
+    kind = ("Kubeflow Pipelines YAML: PipelineSpec + Kubernetes PlatformSpec"
+            if result["format"] == "kfp-yaml" else
+            "Vertex AI PipelineJob JSON: no Kubernetes PlatformSpec, so no node selector or tolerations")
+    print(f"Wrote {result['path']} ({kind}); tasks: {', '.join(result['tasks'])}")
+    gpu = (f"{kubeflow.trainer_accelerator_count} x {kubeflow.trainer_accelerator_type}"
+           if kubeflow.trainer_accelerator_count else "no accelerator")
+    print(f"{result['trainer_task']}: {kubeflow.trainer_image}, {gpu}, {kubeflow.trainer_cpu} CPU, "
+          f"{kubeflow.trainer_memory} memory" + (
+              f"; node selector {kubeflow.trainer_node_selector}, "
+              f"{len(kubeflow.trainer_tolerations)} toleration(s) on executor {result['trainer_executor']}"
+              if result["platform_spec"] else ""))
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from fakeface.pipeline import config as config_lib
+    from fakeface.pipeline import kfp_platform, schedule
+
+    command = f"schedule {args.action}"
+    try:
+        config = _load_config(args.config)
+    except config_lib.ConfigError as e:
+        return _error(command, e, 2)
+    kubeflow = config.kubeflow
+    endpoint = args.endpoint or kubeflow.endpoint
+    experiment = args.experiment or kubeflow.experiment
+    name = getattr(args, "name", None) or f"{config.pipeline_name}-retrain"
+    try:
+        client = schedule.connect(endpoint, namespace=args.namespace, timeout=args.timeout,
+                                  client_factory=args.client_factory)
+        if args.action == "list":
+            runs = schedule.list_recurring_runs(client, endpoint, experiment, args.namespace)
+            if not runs:
+                print(f"No recurring runs in experiment {experiment!r} at {endpoint}.")
+            for run in runs:
+                cron = getattr(getattr(run.trigger, "cron_schedule", None), "cron", None) or "-"
+                print(f"{run.recurring_run_id}  {run.display_name}  cron '{cron}'  {run.status or ''}".rstrip())
+            return 0
+        if args.action == "delete":
+            deleted = schedule.delete_recurring_runs(client, endpoint, experiment, name, args.namespace)
+            print(f"Deleted {len(deleted)} recurring run(s) named {name!r} in experiment {experiment!r}"
+                  + (f": {', '.join(deleted)}" if deleted else "."))
+            return 0
+        cron = args.cron or kubeflow.schedule_cron
+        with tempfile.TemporaryDirectory(prefix="fakeface-compile-") as tmp:
+            spec_path = args.spec
+            if not spec_path:
+                from fakeface.pipeline import kubeflow_runner
+
+                spec_path = os.path.join(tmp, f"{config.pipeline_name}.yaml")
+                kubeflow_runner.compile_pipeline(config, spec_path)
+            result = schedule.create_or_replace(
+                client, endpoint, experiment=experiment, name=name, spec_path=spec_path, cron=cron,
+                namespace=args.namespace, enable_caching=args.cache,
+                service_account=args.service_account or None)
+    except schedule.KfpError as e:
+        return _error(command, e, 1)
+    except (config_lib.ConfigError, kfp_platform.PlatformSpecError) as e:
+        return _error(command, e, 2)
+    replaced = f"; replaced {', '.join(result['replaced'])}" if result["replaced"] else ""
+    print(f"Recurring run {name!r} ({result['id']}) in experiment {experiment!r} at {endpoint}: "
+          f"cron '{cron}', caching {'on' if args.cache else 'off'}{replaced}")
+    return 0
+
+
+def add_commands(subparsers: Any, client_factory: Optional[Callable[..., Any]] = None) -> None:
+    """Registers `compile` and `schedule` on an argparse subparsers object.
+
+    `client_factory` stands in for kfp.Client (tests pass a fake).
+    """
+    compile_parser = subparsers.add_parser(
+        "compile", help="compile the pipeline for Kubeflow Pipelines v2 (.yaml) or Vertex AI (.json)")
+    compile_parser.add_argument("--config", help="YAML config file (see pipeline/config.py); defaults otherwise")
+    compile_parser.add_argument("out", help="output file: .yaml/.yml for Kubeflow Pipelines, "
+                                            ".json for a Vertex AI PipelineJob")
+    compile_parser.set_defaults(func=_compile)
+
+    schedule_parser = subparsers.add_parser(
+        "schedule", help="create, list or delete the recurring retraining run on Kubeflow Pipelines")
+    actions = schedule_parser.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="YAML config file; its kubeflow section gives the defaults")
+    common.add_argument("--endpoint", help="KFP API URL (default kubeflow.endpoint)")
+    common.add_argument("--experiment", help="KFP experiment (default kubeflow.experiment)")
+    common.add_argument("--namespace", help="Kubernetes namespace of a multi-user Kubeflow profile")
+    common.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the endpoint before giving up (default 10)")
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("--name", help="recurring run name (default <pipeline_name>-retrain)")
+
+    create = actions.add_parser("create", parents=[common, named],
+                                help="create the recurring run, replacing any of the same name")
+    create.add_argument("--cron", help="KFP six-field cron, seconds first (default kubeflow.schedule_cron)")
+    create.add_argument("--spec", help="a .yaml from `fakeface compile` (default: compile the config now)")
+    create.add_argument("--cache", action="store_true",
+                        help="let KFP reuse cached steps (off: a scheduled retrain must see new images)")
+    create.add_argument("--service-account", help="Kubernetes service account the run's pods use")
+    actions.add_parser("list", parents=[common], help="list the experiment's recurring runs")
+    actions.add_parser("delete", parents=[common, named], help="delete the recurring runs of that name")
+    schedule_parser.set_defaults(func=_schedule, client_factory=client_factory)
