@@ -93,8 +93,13 @@ class EvaluatorConfig:
     decision_threshold: float = 0.5
     # A model is blessed only if its overall AUC on the test split reaches this.
     min_auc: float = 0.75
-    # ... and if its AUC is not more than this below the last blessed model's.
+    # ... and if its AUC is not more than this below the baseline's.
     max_auc_drop: float = 0.05
+    # The baseline: "previous-blessed", the latest blessed model other than
+    # the candidate (so an unchanged re-run stays cached), or "none", blessing
+    # on min_auc alone. `fakeface compile` uses "none": the open-source KFP v2
+    # backend cannot run TFX resolver tasks.
+    baseline: str = "previous-blessed"
 
 
 @dataclasses.dataclass
@@ -196,6 +201,9 @@ class PipelineConfig:
         return os.path.join(self.runs_root, "hub")
 
 
+BASELINES = ("previous-blessed", "none")
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
@@ -263,6 +271,9 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
                           "[a-z0-9][a-z0-9-]{0,127} (Kubeflow's rule)")
     if not all(isinstance(arg, str) for arg in config.beam_pipeline_args):
         raise ConfigError(f"{where}.beam_pipeline_args: must be a list of strings")
+    if config.evaluator.baseline not in BASELINES:
+        raise ConfigError(f"{where}.evaluator.baseline: must be one of {list(BASELINES)}, "
+                          f"got {config.evaluator.baseline!r}")
     if config.code_source not in ("module_file", "installed"):
         raise ConfigError(f"{where}.code_source: must be 'module_file' or 'installed', "
                           f"got {config.code_source!r}")

@@ -92,15 +92,12 @@ def create_pipeline(
         custom_config=trainer_config,
         **trainer_code)
 
-    # The baseline the Evaluator compares a candidate against. code_source
-    # "installed" is the Kubeflow layout (`fakeface compile`), and there is none
-    # there: the open-source KFP v2 backend rejects every resolver task ("resolver
-    # executors not implemented"), and TFX's KFP compiler would not take the
-    # custom strategy anyway. On Kubeflow the Evaluator thus blesses on
-    # evaluator.min_auc alone; max_auc_drop needs a baseline.
+    # With evaluator.baseline "none" (what `fakeface compile` sets, as the
+    # open-source KFP v2 backend rejects resolver tasks) the Evaluator blesses
+    # on evaluator.min_auc alone; max_auc_drop needs a baseline.
     baseline_nodes = []
     baseline_input = {}
-    if config.code_source == "module_file":
+    if config.evaluator.baseline == "previous-blessed":
         model_resolver = tfx.dsl.Resolver(
             strategy_class=baseline.PreviousBlessedModelStrategy,
             model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

@@ -109,6 +109,8 @@ BAD_CONFIGS = [
     ("underscore_in_pipeline_name", "pipeline_name: fake_face\n", "pipeline_name"),
     ("uppercase_in_pipeline_name", "pipeline_name: FakeFace\n", "pipeline_name"),
     ("bad_code_source", "code_source: git\n", "code_source"),
+    ("bad_baseline", "evaluator:\n  baseline: latest\n", "evaluator.baseline"),
+    ("bad_reencode_quality", "ingest:\n  reencode_jpeg_quality: 101\n", "ingest.reencode_jpeg_quality"),
     ("threshold_zero", "evaluator:\n  decision_threshold: 0\n", "evaluator.decision_threshold"),
     ("threshold_one", "evaluator:\n  decision_threshold: 1.0\n", "evaluator.decision_threshold"),
     ("threshold_negative", "evaluator:\n  decision_threshold: -0.2\n", "evaluator.decision_threshold"),

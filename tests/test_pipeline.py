@@ -59,6 +59,13 @@ def test_code_source_selects_module_files_or_import_paths(config):
     assert not installed["Trainer"].exec_properties.get("module_file")
 
 
+def test_baseline_none_blesses_without_a_resolver(config):
+    config.evaluator.baseline = "none"
+    nodes = _by_id(pipeline.create_pipeline(config))
+    assert "baseline_model_resolver" not in nodes
+    assert "baseline_model" not in nodes["Evaluator"].inputs
+
+
 def test_named_functions_exist():
     from fakeface.components.trainer import training
     from fakeface.components.transform import preprocessing
