@@ -1,5 +1,7 @@
 """Tests of the dataset catalog (fakeface/catalog.py)."""
 
+import os
+
 import pytest
 import yaml
 
@@ -125,3 +127,15 @@ def test_error_names_the_offending_entry(tmp_path):
     with pytest.raises(catalog.CatalogError, match=r"datasets\[2\] \(Gen1\)"):
         catalog.load(path)
 
+
+
+def test_shipped_founding_catalog_matches_the_sample_data_roles():
+    """The sample data stands in for these datasets, so names and roles must agree."""
+    from fakeface import sample_data
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "catalogs", "founding.yaml")
+    founding = catalog.load(path)
+    assert [(d.name, d.label, d.generator, d.shot) for d in founding.datasets] == [
+        (s.name, s.label, s.generator, s.shot) for s in sample_data.SOURCES]
+    limits = {d.name: d.limit for d in founding.datasets if d.limit}
+    assert limits == {"FFHQ_Orig": 30000, "FFHQ_Wide": 4000}

@@ -92,7 +92,7 @@ def run_standalone(catalog_path: str, out_dir: str, split_buckets: Dict[str, int
     `out_dir`, exactly as ImageExampleGen would; returns the report.
     """
     from apache_beam.options.pipeline_options import PipelineOptions
-    from tfx.dsl.components.base import base_executor
+    from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
 
     from fakeface.components.image_example_gen.component import ImageExampleGen
@@ -107,7 +107,7 @@ def run_standalone(catalog_path: str, out_dir: str, split_buckets: Dict[str, int
         return ingest.render_report(report_dir, catalog, ingest_options(exec_properties), dry_run=True)
     examples = standard_artifacts.Examples()
     examples.uri = out_dir
-    context = base_executor.BaseExecutor.Context(beam_pipeline_args=beam_pipeline_args)
+    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_pipeline_args)
     Executor(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
     with tf.io.gfile.GFile(os.path.join(report_dir, ingest.REPORT_JSON)) as f:
         return json.load(f)

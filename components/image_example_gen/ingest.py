@@ -110,30 +110,78 @@ def _relative_path(path: str, root: str) -> str:
     return path[len(prefix):] if path.startswith(prefix) else os.path.basename(path)
 
 
-class _InspectFile(beam.DoFn):
-    """Reads one file; yields its record, or a quarantine entry with the reason."""
+def _read(path: str) -> bytes:
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
 
-    def __init__(self, dataset: catalog_lib.Dataset, options: IngestOptions):
+
+def _unreadable(error: Exception) -> str:
+    return f"unreadable: {getattr(error, 'message', None) or error}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileRef:
+    source: str
+    path: str
+    relative_path: str
+
+
+class _HashFile(beam.DoFn):
+    """Reads one file for its SHA-256: (hash, ref), or a quarantine entry."""
+
+    def __init__(self, dataset: catalog_lib.Dataset):
         self._dataset = dataset
-        self._options = options
 
     def process(self, path: str) -> Iterable[Any]:
-        dataset = self._dataset
         try:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                data = f.read()
+            digest = hashlib.sha256(_read(path)).hexdigest()
+        except (OSError, tf.errors.OpError) as e:
+            yield beam.pvalue.TaggedOutput(QUARANTINE, {
+                "source": self._dataset.name, "path": path, "reason": _unreadable(e)})
+            return
+        yield digest, _FileRef(self._dataset.name, path, _relative_path(path, self._dataset.root))
+
+
+class _KeepOne(beam.DoFn):
+    """Of byte-identical files keeps the first by (dataset, path): deterministic."""
+
+    def process(self, keyed: Tuple[str, Iterable[_FileRef]]) -> Iterable[Any]:
+        content_hash, refs = keyed
+        ordered = sorted(refs, key=lambda r: (r.source, r.relative_path))
+        kept = ordered[0]
+        for dropped in ordered[1:]:
+            yield beam.pvalue.TaggedOutput(DUPLICATES, {
+                "content_sha256": content_hash,
+                "kept": f"{kept.source}/{kept.relative_path}",
+                "source": dropped.source,
+                "dropped": f"{dropped.source}/{dropped.relative_path}"})
+        yield content_hash, kept
+
+
+class _InspectFile(beam.DoFn):
+    """Reads a kept file and yields its record, or a quarantine entry with the reason."""
+
+    def __init__(self, datasets: Mapping[str, catalog_lib.Dataset], options: IngestOptions):
+        self._datasets = dict(datasets)
+        self._options = options
+
+    def process(self, keyed: Tuple[str, _FileRef]) -> Iterable[Any]:
+        content_hash, ref = keyed
+        dataset = self._datasets[ref.source]
+        try:
+            data = _read(ref.path)
+            if hashlib.sha256(data).hexdigest() != content_hash:
+                raise images.BadImage("changed while being ingested; run again")
             info = images.inspect(data, self._options.max_pixels, self._options.min_side)
             if self._options.reencode_jpeg_quality:
                 data = reencode_jpeg(data, self._options.reencode_jpeg_quality)
+                content_hash = hashlib.sha256(data).hexdigest()
                 info = dataclasses.replace(info, format="JPEG",
                                            jpeg_quality=self._options.reencode_jpeg_quality)
         except (images.BadImage, OSError, tf.errors.OpError) as e:
-            if isinstance(e, images.BadImage):
-                reason = str(e)
-            else:
-                reason = f"unreadable: {getattr(e, 'message', None) or e}"
+            reason = str(e) if isinstance(e, images.BadImage) else _unreadable(e)
             yield beam.pvalue.TaggedOutput(QUARANTINE, {
-                "source": dataset.name, "path": path, "reason": reason})
+                "source": dataset.name, "path": ref.path, "reason": reason})
             return
         yield {
             features.IMAGE_BYTES: data,
@@ -141,33 +189,17 @@ class _InspectFile(beam.DoFn):
             features.SOURCE: dataset.name,
             features.GENERATOR: dataset.generator,
             features.SHOT: dataset.shot,
-            features.CONTENT_HASH: hashlib.sha256(data).hexdigest(),
+            features.CONTENT_HASH: content_hash,
             features.PERCEPTUAL_HASH: info.perceptual_hash,
             features.IMAGE_FORMAT: info.format,
             features.WIDTH: info.width,
             features.HEIGHT: info.height,
             features.JPEG_QUALITY: info.jpeg_quality,
-            features.RELATIVE_PATH: _relative_path(path, dataset.root),
+            features.RELATIVE_PATH: ref.relative_path,
             # Report-only facts, not features.
             "mode": info.mode,
             "exif_orientation": info.exif_orientation,
         }
-
-
-class _KeepOne(beam.DoFn):
-    """Of byte-identical files keeps the first by (source, path): deterministic."""
-
-    def process(self, keyed: Tuple[str, Iterable[Dict[str, Any]]]) -> Iterable[Any]:
-        content_hash, records = keyed
-        ordered = sorted(records, key=lambda r: (r[features.SOURCE], r[features.RELATIVE_PATH]))
-        kept = ordered[0]
-        for dropped in ordered[1:]:
-            yield beam.pvalue.TaggedOutput(DUPLICATES, {
-                "content_sha256": content_hash,
-                "kept": f"{kept[features.SOURCE]}/{kept[features.RELATIVE_PATH]}",
-                "source": dropped[features.SOURCE],
-                "dropped": f"{dropped[features.SOURCE]}/{dropped[features.RELATIVE_PATH]}"})
-        yield kept
 
 
 @beam.ptransform_fn
@@ -177,10 +209,11 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog,
 
     Returns PCollections: EXAMPLES (one record dict per distinct image),
     QUARANTINE and DUPLICATES (one dict per file set aside), FOUND (a dataset
-    name per file found). Nothing holds a whole dataset in one worker: files
-    stream through, and only identical files meet in one group.
+    name per file found). Nothing holds a whole dataset in one worker, and
+    only hashes and paths are shuffled: files are hashed first, duplicates
+    decided on the hashes, and only the kept files are read again and decoded.
     """
-    records, quarantined, found = [], [], []
+    hashed, quarantined, found = [], [], []
     for dataset in catalog.datasets:
         paths = (pipeline
                  | f"Dataset[{dataset.name}]" >> beam.Create([dataset])
@@ -191,22 +224,23 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog,
                      | f"Limit[{dataset.name}]" >> beam.combiners.Top.Of(
                          dataset.limit, key=lambda p: hashlib.sha256(p.encode()).hexdigest(), reverse=True)
                      | f"Unlist[{dataset.name}]" >> beam.FlatMap(lambda ps: ps))
-        # Listing happens in one place; reading and decoding spread over workers.
+        # Listing happens in one place; reading spreads over the workers.
         paths = paths | f"Spread[{dataset.name}]" >> beam.Reshuffle()
         found.append(paths | f"Found[{dataset.name}]" >> beam.Map(lambda _, name: name, dataset.name))
-        inspected = (paths
-                     | f"Inspect[{dataset.name}]" >> beam.ParDo(
-                         _InspectFile(dataset, options)).with_outputs(QUARANTINE, main=EXAMPLES))
-        records.append(inspected[EXAMPLES])
-        quarantined.append(inspected[QUARANTINE])
-    deduplicated = (records
-                    | "FlattenRecords" >> beam.Flatten()
-                    | "KeyByContent" >> beam.Map(lambda r: (r[features.CONTENT_HASH], r))
-                    | "GroupIdentical" >> beam.GroupByKey()
-                    | "KeepOne" >> beam.ParDo(_KeepOne()).with_outputs(DUPLICATES, main=EXAMPLES))
+        hashes = paths | f"Hash[{dataset.name}]" >> beam.ParDo(
+            _HashFile(dataset)).with_outputs(QUARANTINE, main="hashes")
+        hashed.append(hashes["hashes"])
+        quarantined.append(hashes[QUARANTINE])
+    kept = (hashed
+            | "FlattenHashes" >> beam.Flatten()
+            | "GroupIdentical" >> beam.GroupByKey()
+            | "KeepOne" >> beam.ParDo(_KeepOne()).with_outputs(DUPLICATES, main="kept"))
+    inspected = kept["kept"] | "Inspect" >> beam.ParDo(
+        _InspectFile({d.name: d for d in catalog.datasets}, options)).with_outputs(QUARANTINE, main=EXAMPLES)
+    quarantined.append(inspected[QUARANTINE])
     return {
-        EXAMPLES: deduplicated[EXAMPLES],
-        DUPLICATES: deduplicated[DUPLICATES],
+        EXAMPLES: inspected[EXAMPLES],
+        DUPLICATES: kept[DUPLICATES],
         QUARANTINE: quarantined | "FlattenQuarantine" >> beam.Flatten(),
         FOUND: found | "FlattenFound" >> beam.Flatten(),
     }
