@@ -18,6 +18,8 @@ import time
 from typing import List, Optional
 
 import fakeface  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from fakeface import kubeflow_cli
+from fakeface.serving import serving_cli
 
 
 def _sample_data(args: argparse.Namespace) -> int:
@@ -173,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="regenerate the file from fakeface/features.py")
     mode.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     schema.set_defaults(func=_schema)
+    kubeflow_cli.add_commands(commands)
+    serving_cli.add_commands(commands)
     return parser
 
 
