@@ -45,7 +45,11 @@ def test_accepted_images(mode, fmt):
     data = _encode(_noise(mode), fmt)
     if mode == "I;16":
         assert Image.open(io.BytesIO(data)).mode == "I;16"
-    assert images.inspect(data) == images.ImageInfo(format=fmt, width=WIDTH, height=HEIGHT)
+    info = images.inspect(data)
+    assert (info.format, info.width, info.height) == (fmt, WIDTH, HEIGHT)
+    assert info.mode == Image.open(io.BytesIO(data)).mode
+    assert (info.jpeg_quality > 0) == (fmt == "JPEG")
+    assert len(info.perceptual_hash) == 16
 
 
 def _rejection(data, **kwargs):
@@ -91,7 +95,8 @@ def test_too_many_pixels_is_rejected():
 
 def test_pixel_limit_is_inclusive():
     data = _encode(_noise("RGB", 100, 100), "PNG")
-    assert images.inspect(data, max_pixels=10_000) == images.ImageInfo("PNG", 100, 100)
+    info = images.inspect(data, max_pixels=10_000)
+    assert (info.format, info.width, info.height) == ("PNG", 100, 100)
 
 
 def test_pixel_limit_is_checked_before_decoding():
@@ -100,3 +105,25 @@ def test_pixel_limit_is_checked_before_decoding():
     header_only = data[: len(data) // 2]
     assert "cannot be decoded" in _rejection(header_only)
     assert "over the limit" in _rejection(header_only, max_pixels=5000)
+
+
+@pytest.mark.parametrize("quality", [40, 75, 92])
+def test_jpeg_quality_is_estimated_from_the_quantization_tables(quality):
+    assert images.inspect(_encode(_noise("RGB"), "JPEG", quality=quality)).jpeg_quality == quality
+
+
+def test_animated_images_are_rejected():
+    frames = [Image.fromarray(np.full((20, 20), v, np.uint8)).convert("P") for v in (0, 255)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    assert "animated image with 2 frames" in _rejection(buffer.getvalue())
+
+
+def test_perceptual_hash_survives_re_encoding_and_resizing():
+    smooth = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8) * 2
+    image = Image.fromarray(np.stack([smooth, smooth[::-1], smooth.T], axis=-1))
+    png = images.inspect(_encode(image, "PNG")).perceptual_hash
+    assert images.inspect(_encode(image, "JPEG", quality=80)).perceptual_hash == png
+    assert images.inspect(_encode(image.resize((32, 32)), "PNG")).perceptual_hash == png
+    other = images.inspect(_encode(image.transpose(Image.FLIP_TOP_BOTTOM), "PNG"))
+    assert other.perceptual_hash != png

@@ -49,6 +49,32 @@ def test_bytes_that_are_not_an_image_fail_loudly():
         preprocessing.decode_and_resize(tf.constant([b"\xff\xd8 truncated jpeg"]), 32)
 
 
+def _png_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_header_pixel_count_matches_the_image(fmt):
+    pixels = np.random.default_rng(5).integers(0, 255, (23, 37, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    (image.convert("P") if fmt == "GIF" else image).save(buffer, format=fmt)
+    data = buffer.getvalue()
+    assert int(preprocessing.header_pixels(tf.constant(data))) == 23 * 37
+
+
+def test_a_file_claiming_a_huge_image_is_refused_before_decoding():
+    """A decompression bomb must fail its request, not take the server's memory."""
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 64000000 pixels"):
+        preprocessing.decode_and_resize(tf.constant([_png_claiming(100_000, 100_000)]), 32)
+
+
 @pytest.fixture(scope="module")
 def hub_handle(tmp_path_factory):
     return backbones.export_small_cnn(str(tmp_path_factory.mktemp("hub") / "small-cnn"), seed=0)
