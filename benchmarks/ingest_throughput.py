@@ -91,6 +91,8 @@ def main() -> int:
     two_workers = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     rows = []
     for size, count in ((256, args.images_256), (1024, args.images_1024)):
+        if not count:
+            continue
         catalog_path = make_dataset(os.path.join(workdir, f"data{size}"), count, size)
         paths = files_of(catalog_path)
         megabytes = sum(os.path.getsize(p) for p in paths) / 1e6
