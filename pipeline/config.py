@@ -76,9 +76,25 @@ class TrainerConfig:
     backbone_handle: str = ""
     # Fine-tune the backbone's weights, not only the head.
     backbone_trainable: bool = True
+    # Global batch size, split over the replicas of a multi-GPU node.
     batch_size: int = 16
     epochs: int = 15
+    # Learning rate at learning_rate_batch_size; scaled linearly to batch_size.
     learning_rate: float = 0.002
+    learning_rate_batch_size: int = 16
+    # Stop when validation AUC has not improved for this many epochs, keeping
+    # the best weights; 0 trains every epoch.
+    early_stopping_patience: int = 5
+    # Weigh the classes inversely to their share of the training split.
+    class_weights: bool = True
+    # "auto": MirroredStrategy over every GPU when a node has several, else one
+    # device. "mirrored": MirroredStrategy over every GPU, or over every logical
+    # CPU when there is none (how the tests exercise it). "default": one device.
+    strategy: str = "auto"
+    # Save a checkpoint every this many steps; a Trainer that is killed (a
+    # preempted node) resumes from the last one when it runs again on the same
+    # inputs and config.
+    checkpoint_every_steps: int = 50
     # Dropout before the classification head.
     dropout: float = 0.2
     # Random horizontal flips of training images; never applied at serving.
@@ -202,6 +218,7 @@ class PipelineConfig:
 
 
 BASELINES = ("previous-blessed", "none")
+STRATEGIES = ("auto", "mirrored", "default")
 
 
 class ConfigError(ValueError):
@@ -289,6 +306,14 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}.transform.image_size: must be at least 16 pixels")
     if config.trainer.batch_size < 1 or config.trainer.epochs < 1:
         raise ConfigError(f"{where}.trainer: batch_size and epochs must be at least 1")
+    if config.trainer.strategy not in STRATEGIES:
+        raise ConfigError(f"{where}.trainer.strategy: must be one of {list(STRATEGIES)}, "
+                          f"got {config.trainer.strategy!r}")
+    if config.trainer.learning_rate_batch_size < 1 or config.trainer.checkpoint_every_steps < 1:
+        raise ConfigError(f"{where}.trainer: learning_rate_batch_size and checkpoint_every_steps "
+                          "must be at least 1")
+    if config.trainer.early_stopping_patience < 0:
+        raise ConfigError(f"{where}.trainer.early_stopping_patience: must be 0 (off) or more")
     if not 0.0 < config.evaluator.decision_threshold < 1.0:
         raise ConfigError(f"{where}.evaluator.decision_threshold: must be between 0 and 1")
 

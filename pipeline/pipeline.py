@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -43,6 +43,16 @@ def backbone_handle(config: config_lib.PipelineConfig) -> str:
         config.trainer.backbone, config.trainer.backbone_handle, config.local_hub_dir))
 
 
+def trainer_custom_config(config: config_lib.PipelineConfig) -> Dict[str, Any]:
+    """What run_fn receives as custom_config (components/trainer/training.py)."""
+    return {
+        "trainer": dataclasses.asdict(config.trainer),
+        "image_size": config.transform.image_size,
+        "backbone_handle": backbone_handle(config),
+        "decision_threshold": config.evaluator.decision_threshold,
+    }
+
+
 def create_pipeline(
     config: config_lib.PipelineConfig,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
@@ -59,12 +69,7 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
     transform_config = dataclasses.asdict(config.transform)
-    trainer_config = {
-        "trainer": dataclasses.asdict(config.trainer),
-        "image_size": config.transform.image_size,
-        "backbone_handle": backbone_handle(config),
-        "decision_threshold": config.evaluator.decision_threshold,
-    }
+    trainer_config = trainer_custom_config(config)
     if config.code_source == "module_file":
         transform_code = {"module_file": TRANSFORM_MODULE_FILE}
         trainer_code = {"module_file": TRAINER_MODULE_FILE}

@@ -7,11 +7,15 @@ order of magnitude larger than the JPEGs they came from.
 
 from __future__ import annotations
 
+import csv
 import datetime
+import hashlib
+import io
 import json
 import logging
+import math
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -44,7 +48,10 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     seed = int(trainer_config["seed"])
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=1, shuffle=training,
+        # Training repeats, with epochs of a known number of steps, so that a
+        # checkpoint taken mid-epoch can be resumed at its step.
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, num_epochs=None if training else 1,
+                                       shuffle=training,
                                        shuffle_seed=seed, shuffle_buffer_size=1024),
         tf_transform_output.raw_metadata.schema)
     tft_layer = tf_transform_output.transform_features_layer()
@@ -62,6 +69,83 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     return dataset.prefetch(_AUTOTUNE)
 
 
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy named by trainer.strategy (see pipeline/config.py)."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    return tf.distribute.get_strategy()
+
+
+def scaled_learning_rate(trainer_config: Dict[str, Any]) -> float:
+    """The linear scaling rule: the configured rate is for learning_rate_batch_size."""
+    return (float(trainer_config["learning_rate"]) * int(trainer_config["batch_size"])
+            / int(trainer_config["learning_rate_batch_size"]))
+
+
+def count_labels(file_patterns: List[str]) -> Dict[int, int]:
+    """Examples per label in gzipped tf.Example files, reading only the label."""
+    files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
+        lambda record: tf.io.parse_single_example(
+            record, {features.LABEL: tf.io.FixedLenFeature([], tf.int64)})[features.LABEL])
+    counts: Dict[int, int] = {}
+    for label in dataset.as_numpy_iterator():
+        counts[int(label)] = counts.get(int(label), 0) + 1
+    return counts
+
+
+def class_weights(counts: Dict[int, int]) -> Optional[Dict[int, float]]:
+    """Weights that give both classes equal total weight; None if one is missing."""
+    if len(counts) < 2 or not all(counts.values()):
+        return None
+    total = sum(counts.values())
+    return {label: total / (len(counts) * count) for label, count in counts.items()}
+
+
+def checkpoint_dir(fn_args: tfx.components.FnArgs) -> str:
+    """Where a run's checkpoints live: keyed by what it trains on and how.
+
+    TFX gives every execution, a retry included, fresh output folders, so the
+    checkpoints sit beside them under a key of the inputs and settings: a
+    Trainer that runs again after being killed finds its own, and any other
+    Trainer starts afresh.
+    """
+    key = json.dumps([sorted(fn_args.train_files), sorted(fn_args.eval_files),
+                      fn_args.transform_output, fn_args.custom_config], sort_keys=True)
+    trainer_root = os.path.dirname(os.path.dirname(fn_args.model_run_dir.rstrip("/")))
+    return os.path.join(trainer_root, "checkpoints", hashlib.sha256(key.encode()).hexdigest()[:16])
+
+
+def save_curves(history_csv: str, png_path: str) -> None:
+    """Loss, accuracy and AUC per epoch, train and validation, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    with tf.io.gfile.GFile(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for axis, metric in zip(axes, ("loss", "accuracy", "auc")):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            if prefix + metric in rows[0]:
+                axis.plot(epochs, [float(r[prefix + metric]) for r in rows], marker="o", label=label)
+        axis.set_title(metric)
+        axis.set_xlabel("epoch")
+        axis.legend()
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    with tf.io.gfile.GFile(png_path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     config = fn_args.custom_config
@@ -74,15 +158,42 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
                           batch_size, False, trainer_config)
 
-    model = model_lib.build_model(
-        handle=config["backbone_handle"], image_size=int(config["image_size"]),
-        trainable=bool(trainer_config["backbone_trainable"]),
-        dropout=float(trainer_config["dropout"]),
-        learning_rate=float(trainer_config["learning_rate"]))
+    strategy = distribution_strategy(trainer_config["strategy"])
+    logging.info("Training on %d replica(s), global batch %d", strategy.num_replicas_in_sync, batch_size)
+    with strategy.scope():
+        model = model_lib.build_model(
+            handle=config["backbone_handle"], image_size=int(config["image_size"]),
+            trainable=bool(trainer_config["backbone_trainable"]),
+            dropout=float(trainer_config["dropout"]),
+            learning_rate=scaled_learning_rate(trainer_config))
     model.summary(print_fn=logging.info)
-    history = model.fit(
-        train, validation_data=evaluation, epochs=int(trainer_config["epochs"]), verbose=2,
-        callbacks=[tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir)])
+
+    checkpoints = checkpoint_dir(fn_args)
+    # Beside the checkpoints, so that a resumed run's curves hold every epoch.
+    history_csv = checkpoints + "-history.csv"
+    tf.io.gfile.makedirs(os.path.dirname(checkpoints))
+    callbacks = [
+        tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
+        tf.keras.callbacks.BackupAndRestore(
+            checkpoints, save_freq=int(trainer_config["checkpoint_every_steps"])),
+        tf.keras.callbacks.CSVLogger(history_csv, append=True),
+    ]
+    if int(trainer_config["early_stopping_patience"]):
+        callbacks.append(tf.keras.callbacks.EarlyStopping(
+            monitor="val_auc", mode="max", patience=int(trainer_config["early_stopping_patience"]),
+            restore_best_weights=True))
+    label_counts = count_labels(fn_args.train_files)
+    weights = class_weights(label_counts) if trainer_config["class_weights"] else None
+    steps_per_epoch = max(1, math.ceil(sum(label_counts.values()) / batch_size))
+    logging.info("Training examples by label: %s; class weights: %s", label_counts, weights)
+    history = model.fit(train, validation_data=evaluation, epochs=int(trainer_config["epochs"]),
+                        steps_per_epoch=steps_per_epoch, class_weight=weights, verbose=2,
+                        callbacks=callbacks)
+    curves_csv = os.path.join(fn_args.model_run_dir, "training_curves.csv")
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    tf.io.gfile.copy(history_csv, curves_csv, overwrite=True)
+    tf.io.gfile.remove(history_csv)
+    save_curves(curves_csv, os.path.join(fn_args.model_run_dir, "training_curves.png"))
 
     model_version = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     signatures = model_lib.serving_signatures(
@@ -90,7 +201,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
 
     # What was trained, and how, travels with the model.
-    record = {"model_version": model_version, "config": config,
+    record = {"model_version": model_version, "config": config, "class_weights": weights,
+              "replicas": strategy.num_replicas_in_sync,
               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     extra_dir = os.path.join(fn_args.serving_model_dir, "assets.extra")
     tf.io.gfile.makedirs(extra_dir)
