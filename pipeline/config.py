@@ -97,8 +97,15 @@ class TrainerConfig:
     checkpoint_every_steps: int = 50
     # Dropout before the classification head.
     dropout: float = 0.2
-    # Random horizontal flips of training images; never applied at serving.
+    # Augmentation of training images; never applied at serving. The founding
+    # notes used flips, rotation up to 45 degrees, shifts of 0.15 and zoom of
+    # 0.5. Rotation, shift and zoom resample the image, which smooths away the
+    # up-sampling fingerprints the detector looks for at native resolution, so
+    # only flips are on by default.
     augment_flip: bool = True
+    augment_rotation_degrees: float = 0.0
+    augment_shift: float = 0.0  # fraction of the side
+    augment_zoom: float = 0.0  # scale drawn from [1 - zoom, 1 + zoom]
     # Seed for weight initialisation and augmentation, for repeatable runs.
     seed: int = 0
 
@@ -312,6 +319,11 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
     if config.trainer.learning_rate_batch_size < 1 or config.trainer.checkpoint_every_steps < 1:
         raise ConfigError(f"{where}.trainer: learning_rate_batch_size and checkpoint_every_steps "
                           "must be at least 1")
+    trainer = config.trainer
+    if not (0 <= trainer.augment_rotation_degrees <= 180 and 0 <= trainer.augment_shift < 1
+            and 0 <= trainer.augment_zoom < 1):
+        raise ConfigError(f"{where}.trainer.augment_*: rotation must be 0-180 degrees, shift and zoom "
+                          "fractions in [0, 1)")
     if config.trainer.early_stopping_patience < 0:
         raise ConfigError(f"{where}.trainer.early_stopping_patience: must be 0 (off) or more")
     if not 0.0 < config.evaluator.decision_threshold < 1.0:

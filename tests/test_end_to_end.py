@@ -76,3 +76,19 @@ def test_evaluation_has_metrics_for_every_source(pipeline_runs):
     assert all(row.example_count > 0 and 0.0 <= row.accuracy <= 1.0 for row in rows)
     assert overall["example_count"] == sum(row.example_count for row in rows)
     assert 0.0 <= overall["auc"] <= 1.0
+
+
+def test_serving_applies_no_augmentation(pipeline_runs):
+    """Trained with random flips, yet serving is deterministic and equals the bare model."""
+    from fakeface.components.transform import preprocessing
+
+    config, first, _ = pipeline_runs
+    assert config.trainer.augment_flip
+    image = sample_data.encode_jpeg(sample_data.render_image(sample_data.SOURCES[5], 1, 32, seed=4))
+    served = tf.saved_model.load(first.pushed_destination).signatures["serving_default"]
+    scores = [served(image_bytes=tf.constant([image]))[features.FAKE_PROBABILITY].numpy()[0]
+              for _ in range(5)]
+    assert len(set(scores)) == 1
+    keras_model = tf.keras.models.load_model(first.pushed_destination)
+    direct = keras_model(preprocessing.decode_and_resize(tf.constant([image]), 32), training=False)
+    assert float(direct.numpy().ravel()[0]) == pytest.approx(float(scores[0]), abs=1e-6)

@@ -106,13 +106,28 @@ def test_model_with_hub_backbone_saves_and_reloads(hub_handle, tmp_path):
                                rtol=1e-5)
 
 
+NO_AUGMENTATION = {"seed": 0, "augment_flip": False, "augment_rotation_degrees": 0.0,
+                   "augment_shift": 0.0, "augment_zoom": 0.0}
+
+
 def test_augmentation_changes_training_batches_only():
-    augmenter = training.make_augmenter({"seed": 0, "augment_flip": True})
+    augmenter = training.make_augmenter(dict(NO_AUGMENTATION, augment_flip=True))
     images = tf.constant(np.random.default_rng(4).random((16, 8, 8, 3)).astype(np.float32))
     augmented = augmenter(images, training=True).numpy()
     flipped = [np.allclose(a, i[:, ::-1]) and not np.allclose(a, i) for a, i in zip(augmented, images.numpy())]
     assert 0 < sum(flipped) < 16, "about half of the images are mirrored"
     np.testing.assert_array_equal(augmenter(images, training=False).numpy(), images.numpy())
 
-    none = training.make_augmenter({"seed": 0, "augment_flip": False})
+    none = training.make_augmenter(NO_AUGMENTATION)
     np.testing.assert_array_equal(none(images, training=True).numpy(), images.numpy())
+
+
+@pytest.mark.parametrize("knob, value", [
+    ("augment_rotation_degrees", 45.0), ("augment_shift", 0.15), ("augment_zoom", 0.5)])
+def test_the_notes_geometric_augmentations_apply_in_training_only(knob, value):
+    augmenter = training.make_augmenter(dict(NO_AUGMENTATION, **{knob: value}))
+    images = tf.constant(np.random.default_rng(6).random((8, 24, 24, 3)).astype(np.float32))
+    augmented = augmenter(images, training=True).numpy()
+    assert augmented.shape == images.shape
+    assert sum(not np.allclose(a, i) for a, i in zip(augmented, images.numpy())) >= 6
+    np.testing.assert_array_equal(augmenter(images, training=False).numpy(), images.numpy())

@@ -29,7 +29,7 @@ _AUTOTUNE = tf.data.AUTOTUNE
 
 
 def make_augmenter(trainer_config: Dict[str, Any]) -> tf.keras.Sequential:
-    """Training-only augmentation of a batch of [0, 1] images.
+    """Training-only augmentation of a batch of [0, 1] images, as configured.
 
     Built once, outside the input pipeline's traced functions, because its
     layers own random-generator state.
@@ -38,6 +38,15 @@ def make_augmenter(trainer_config: Dict[str, Any]) -> tf.keras.Sequential:
     layers = []
     if trainer_config["augment_flip"]:
         layers.append(tf.keras.layers.RandomFlip("horizontal", seed=seed))
+    if trainer_config["augment_rotation_degrees"]:
+        layers.append(tf.keras.layers.RandomRotation(
+            trainer_config["augment_rotation_degrees"] / 360.0, fill_mode="nearest", seed=seed + 1))
+    if trainer_config["augment_shift"]:
+        shift = trainer_config["augment_shift"]
+        layers.append(tf.keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed + 2))
+    if trainer_config["augment_zoom"]:
+        zoom = trainer_config["augment_zoom"]
+        layers.append(tf.keras.layers.RandomZoom((-zoom, zoom), fill_mode="nearest", seed=seed + 3))
     return tf.keras.Sequential(layers, name="augmentation")
 
 
