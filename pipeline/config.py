@@ -24,6 +24,8 @@ from typing import Any, Dict, List, Optional, Type, TypeVar
 
 import yaml
 
+from fakeface import images
+
 _T = TypeVar("_T")
 
 
@@ -45,9 +47,9 @@ class IngestConfig:
     """What ImageExampleGen takes in; see fakeface/images.py for the rules."""
 
     # Images with more pixels are quarantined from their header, never decoded.
-    max_pixels: int = 64_000_000
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
     # Images with a shorter side are quarantined: too small to carry artefacts.
-    min_side: int = 16
+    min_side: int = images.DEFAULT_MIN_SIDE
     # 0 keeps every file's original bytes. 1-100 re-encodes every image, real
     # and fake alike, as a baseline JPEG of this quality, so that format and
     # quality can no longer tell the classes apart. This CHANGES THE DATA: it
