@@ -1,0 +1,129 @@
+"""Detection metrics computed directly from scores, for thresholds and reports.
+
+The Evaluator (TFMA) measures the sliced metrics a model is blessed on. What
+TFMA cannot slice this way is computed here from per-image scores: a fake
+source's AUC against all real images, ROC curves, and the decision threshold
+that meets a target false-positive rate. Label 1 is fake (the positive class).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Sequence, Tuple
+
+import numpy as np
+
+
+def _arrays(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(labels, dtype=np.int64).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if y.shape != s.shape:
+        raise ValueError(f"{y.size} labels but {s.size} scores")
+    return y, s
+
+
+def roc_curve(labels, scores) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates, thresholds), from (0, 0) up.
+
+    A point for every distinct score, taken as a threshold with `score >= t`
+    called fake; the first point's threshold is +inf.
+    """
+    y, s = _arrays(labels, scores)
+    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
+    if not positives or not negatives:
+        raise ValueError("a ROC curve needs both real and fake images")
+    order = np.argsort(-s, kind="mergesort")
+    s, y = s[order], y[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    true_positives = np.cumsum(y == 1)[last_of_run]
+    false_positives = np.cumsum(y == 0)[last_of_run]
+    fpr = np.r_[0.0, false_positives / negatives]
+    tpr = np.r_[0.0, true_positives / positives]
+    return fpr, tpr, np.r_[np.inf, s[last_of_run]]
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve; ties count half, as in scikit-learn."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(np.trapz(tpr, fpr))
+
+
+def average_precision(labels, scores) -> float:
+    """Precision averaged over the recall steps (scikit-learn's definition)."""
+    y, s = _arrays(labels, scores)
+    fpr, tpr, _ = roc_curve(y, s)
+    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
+    true_positives, false_positives = tpr[1:] * positives, fpr[1:] * negatives
+    precision = true_positives / (true_positives + false_positives)
+    return float(np.sum(np.diff(tpr) * precision))
+
+
+def tpr_at_fpr(labels, scores, max_fpr: float) -> float:
+    """The highest detection rate whose false-positive rate is at most max_fpr."""
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(tpr[fpr <= max_fpr + 1e-12].max())
+
+
+def rates_at_threshold(labels, scores, threshold: float) -> Dict[str, float]:
+    """Counts and rates when `score >= threshold` is called fake.
+
+    Rates over an empty class are NaN: a real-only slice has no detection rate.
+    """
+    y, s = _arrays(labels, scores)
+    called_fake = s >= threshold
+    tp = int(np.sum(called_fake & (y == 1)))
+    fp = int(np.sum(called_fake & (y == 0)))
+    fn = int(np.sum(~called_fake & (y == 1)))
+    tn = int(np.sum(~called_fake & (y == 0)))
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else math.nan
+
+    return {
+        "examples": int(y.size), "true_positives": tp, "false_positives": fp,
+        "false_negatives": fn, "true_negatives": tn,
+        "accuracy": ratio(tp + tn, y.size),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),  # the detection rate
+        "false_positive_rate": ratio(fp, fp + tn),
+    }
+
+
+def threshold_for_fpr(real_scores: Sequence[float], target_fpr: float) -> float:
+    """The lowest threshold that calls at most target_fpr of these real images fake.
+
+    With n real scores, at most floor(target_fpr * n) of them may reach the
+    threshold, so it sits just above the next-highest real score. The lowest
+    such threshold catches the most fakes at that false-positive rate.
+    """
+    scores = np.sort(np.asarray(real_scores, dtype=np.float64).reshape(-1))[::-1]
+    if not scores.size:
+        raise ValueError("no real images to choose a threshold on")
+    allowed = int(math.floor(target_fpr * scores.size + 1e-9))
+    if allowed >= scores.size:
+        return float(scores[-1])
+    # Scores equal to the first real image that must stay below are excluded
+    # as a group, so ties never push the rate above the target.
+    return float(np.nextafter(np.float32(scores[allowed]), np.float32(np.inf)))
+
+
+def calibration_bins(labels, probabilities, bins: int = 10) -> Dict[str, list]:
+    """Reliability diagram data and expected calibration error.
+
+    Per equal-width probability bin: images, mean predicted probability and
+    the fraction that is fake. ECE weighs each bin's gap by its share.
+    """
+    y, p = _arrays(labels, probabilities)
+    index = np.minimum((p * bins).astype(np.int64), bins - 1)
+    counts, mean_probability, fraction_fake = [], [], []
+    ece = 0.0
+    for b in range(bins):
+        members = index == b
+        n = int(members.sum())
+        counts.append(n)
+        mean_probability.append(float(p[members].mean()) if n else math.nan)
+        fraction_fake.append(float(y[members].mean()) if n else math.nan)
+        if n:
+            ece += n / y.size * abs(mean_probability[-1] - fraction_fake[-1])
+    return {"counts": counts, "mean_probability": mean_probability,
+            "fraction_fake": fraction_fake, "expected_calibration_error": float(ece)}
