@@ -19,6 +19,9 @@ IMAGE_FORMAT = "image_format"  # "JPEG", "PNG", ... as identified by Pillow
 WIDTH = "width"
 HEIGHT = "height"
 JPEG_QUALITY = "jpeg_quality"  # estimated IJG quality, 1-100; 0 when not a JPEG
+# The shorter side's size class (fakeface/images.py), one of RESOLUTION_BUCKETS:
+# a slice that shows whether resolution alone gives the class away.
+RESOLUTION_BUCKET = "resolution_bucket"
 RELATIVE_PATH = "relative_path"  # path below the dataset's root folder
 
 # Transformed features produced by Transform's preprocessing_fn.
@@ -28,6 +31,9 @@ IMAGE = "image"  # float32 [size, size, 3] in [0, 1]
 REAL = 0
 FAKE = 1
 LABEL_NAMES = {REAL: "real", FAKE: "fake"}
+
+# Resolution buckets: (name, smallest shorter side in pixels), ascending.
+RESOLUTION_BUCKETS = (("under-256", 0), ("256-511", 256), ("512-1023", 512), ("1024-plus", 1024))
 
 # Shot values.
 CLOSE_UP = "close-up"
@@ -42,6 +48,7 @@ STRING_FEATURES = (
     CONTENT_HASH,
     PERCEPTUAL_HASH,
     IMAGE_FORMAT,
+    RESOLUTION_BUCKET,
     RELATIVE_PATH,
 )
 INT_FEATURES = (LABEL, WIDTH, HEIGHT, JPEG_QUALITY)
@@ -50,11 +57,17 @@ RAW_FEATURES = STRING_FEATURES + INT_FEATURES
 # What a client sends at serving time: only the encoded image.
 SERVING_FEATURES = (IMAGE_BYTES,)
 
-# Features by which evaluation metrics are sliced.
-SLICE_FEATURES = (SOURCE, SHOT, GENERATOR, LABEL)
+# Features by which evaluation metrics are sliced, one at a time. Format and
+# resolution make shortcuts visible: a detector that keys on them, not on the
+# pixels, scores very differently across their slices.
+SLICE_FEATURES = (SOURCE, SHOT, GENERATOR, LABEL, IMAGE_FORMAT, RESOLUTION_BUCKET)
 
 # Serving signature output names.
 FAKE_PROBABILITY = "fake_probability"
 IS_FAKE = "is_fake"
 THRESHOLD = "threshold"
+# The probability mapped piecewise-linearly so that the model's threshold
+# lands on 0.5: ranks images exactly as the probability does, and is what
+# the Evaluator's thresholded metrics read, at 0.5.
+DECISION_SCORE = "decision_score"
 MODEL_VERSION = "model_version"

@@ -24,6 +24,8 @@ import warnings
 
 from PIL import Image
 
+from fakeface import features
+
 # Formats that TensorFlow's decode_image (used by Transform and serving) reads.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
 # Beyond this many pixels an image is refused before it is decoded, so a
@@ -57,6 +59,12 @@ class ImageInfo:
     # 64-bit average hash of the picture, as 16 hex digits: mostly equal for the
     # same picture re-encoded or resized, so such near-duplicates share a split.
     perceptual_hash: str = ""
+
+
+def resolution_bucket(width: int, height: int) -> str:
+    """The features.RESOLUTION_BUCKETS name of the image's shorter side."""
+    shorter = min(width, height)
+    return [name for name, floor in features.RESOLUTION_BUCKETS if shorter >= floor][-1]
 
 
 def estimate_jpeg_quality(luminance_table) -> int:

@@ -48,6 +48,9 @@ def build_schema() -> schema_pb2.Schema:
         elif name == features.IMAGE_FORMAT:
             feature.domain = name
             schema.string_domain.add(name=name, value=list(images.ACCEPTED_FORMATS))
+        elif name == features.RESOLUTION_BUCKET:
+            feature.domain = name
+            schema.string_domain.add(name=name, value=[b for b, _ in features.RESOLUTION_BUCKETS])
     return schema
 
 

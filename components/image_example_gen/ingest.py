@@ -195,6 +195,7 @@ class _InspectFile(beam.DoFn):
             features.WIDTH: info.width,
             features.HEIGHT: info.height,
             features.JPEG_QUALITY: info.jpeg_quality,
+            features.RESOLUTION_BUCKET: images.resolution_bucket(info.width, info.height),
             features.RELATIVE_PATH: ref.relative_path,
             # Report-only facts, not features.
             "mode": info.mode,
