@@ -191,7 +191,7 @@ def _score(client: client_lib.Client, batch: List[Tuple[str, bytes]],
             continue
         probability = sum(r.fake_probability for r in variants) / len(variants)
         threshold = variants[0].threshold
-        results.append(client_lib.Result(path, fake_probability=probability, is_fake=probability >= threshold,
+        results.append(client_lib.Result(path, fake_probability=probability, is_fake=probability > threshold,
                                          threshold=threshold, model_version=variants[0].model_version))
     return results
 

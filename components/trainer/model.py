@@ -26,13 +26,31 @@ def build_model(handle: str, image_size: int, trainable: bool, dropout: float,
     return model
 
 
+def decision_score(probability: tf.Tensor, threshold: float) -> tf.Tensor:
+    """Maps [0, threshold] onto [0, 0.5] and (threshold, 1] onto (0.5, 1].
+
+    Strictly increasing, so AUC and every ranking are those of the
+    probability, while "score > 0.5" (TFMA's rule at a threshold) is exactly
+    the model's decision: the Evaluator's EvalConfig is fixed when the
+    pipeline is built, before the Trainer has chosen the threshold. In
+    float64, so that a probability one float32 step above the threshold still
+    lands above 0.5.
+    """
+    p = tf.cast(probability, tf.float64)
+    t = tf.constant(threshold, tf.float64)
+    below = tf.math.divide_no_nan(p, 2.0 * t)
+    above = 0.5 + 0.5 * tf.math.divide_no_nan(p - t, 1.0 - t)
+    return tf.where(p > t, above, below)
+
+
 def _outputs(model: tf.keras.Model, images: tf.Tensor, threshold: float,
              model_version: str) -> Dict[str, tf.Tensor]:
     probability = tf.reshape(model(images, training=False), [-1])
     batch = tf.shape(probability)
     return {
         features.FAKE_PROBABILITY: probability,
-        features.IS_FAKE: probability >= threshold,
+        features.DECISION_SCORE: decision_score(probability, threshold),
+        features.IS_FAKE: probability > threshold,
         features.THRESHOLD: tf.fill(batch, tf.constant(threshold, tf.float32)),
         features.MODEL_VERSION: tf.fill(batch, tf.constant(model_version)),
     }

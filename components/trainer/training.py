@@ -17,12 +17,13 @@ import math
 import os
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from fakeface import features
+from fakeface import features, metrics
 from fakeface.components.trainer import model as model_lib
 
 _AUTOTUNE = tf.data.AUTOTUNE
@@ -63,6 +64,8 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
                                        shuffle=training,
                                        shuffle_seed=seed, shuffle_buffer_size=1024),
         tf_transform_output.raw_metadata.schema)
+    if trainer_config["train_sources"]:
+        dataset = only_sources(dataset, trainer_config["train_sources"], batch_size)
     tft_layer = tf_transform_output.transform_features_layer()
 
     def transform(raw: Dict[str, tf.Tensor]):
@@ -76,6 +79,16 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
         dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
                               num_parallel_calls=_AUTOTUNE)
     return dataset.prefetch(_AUTOTUNE)
+
+
+def only_sources(dataset: tf.data.Dataset, sources: List[str], batch_size: int) -> tf.data.Dataset:
+    """The batches of raw examples re-formed from the given sources' examples only."""
+    wanted = tf.constant(sorted(sources))
+    kept = (features.IMAGE_BYTES, features.LABEL, features.SOURCE)
+    return (dataset.map(lambda raw: {name: raw[name] for name in kept})
+            .unbatch()
+            .filter(lambda raw: tf.reduce_any(tf.equal(tf.reshape(raw[features.SOURCE], [-1])[0], wanted)))
+            .batch(batch_size))
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
@@ -93,16 +106,50 @@ def scaled_learning_rate(trainer_config: Dict[str, Any]) -> float:
             / int(trainer_config["learning_rate_batch_size"]))
 
 
-def count_labels(file_patterns: List[str]) -> Dict[int, int]:
-    """Examples per label in gzipped tf.Example files, reading only the label."""
+def count_labels(file_patterns: List[str], sources: Optional[List[str]] = None) -> Dict[int, int]:
+    """Examples per label in gzipped tf.Example files, of the given sources if any."""
     files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]
+    spec = {features.LABEL: tf.io.FixedLenFeature([], tf.int64),
+            features.SOURCE: tf.io.FixedLenFeature([], tf.string)}
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").map(
-        lambda record: tf.io.parse_single_example(
-            record, {features.LABEL: tf.io.FixedLenFeature([], tf.int64)})[features.LABEL])
+        lambda record: tf.io.parse_single_example(record, spec))
     counts: Dict[int, int] = {}
-    for label in dataset.as_numpy_iterator():
-        counts[int(label)] = counts.get(int(label), 0) + 1
+    for example in dataset.as_numpy_iterator():
+        if sources and example[features.SOURCE].decode() not in sources:
+            continue
+        label = int(example[features.LABEL])
+        counts[label] = counts.get(label, 0) + 1
     return counts
+
+
+def choose_threshold(model: tf.keras.Model, evaluation: tf.data.Dataset,
+                     config: Dict[str, Any]) -> Dict[str, Any]:
+    """The decision threshold shipped with the model, and how it was chosen.
+
+    Calibrated on the eval split, never on test: the lowest threshold at which
+    at most target_fpr of the eval split's real images are called fake.
+    """
+    fixed = float(config["decision_threshold"])
+    if not config["calibrate_threshold"]:
+        return {"threshold": fixed, "method": "fixed"}
+    labels, scores = [], []
+    for images, batch_labels in evaluation:
+        scores.append(tf.reshape(model(images, training=False), [-1]).numpy())
+        labels.append(tf.reshape(batch_labels, [-1]).numpy())
+    labels, scores = np.concatenate(labels), np.concatenate(scores)
+    real = scores[labels == features.REAL]
+    if not real.size:
+        logging.warning("The eval split holds no real image; shipping the fixed threshold %s", fixed)
+        return {"threshold": fixed, "method": "fixed: no real image in the eval split"}
+    target = float(config["target_fpr"])
+    threshold = metrics.threshold_for_fpr(real, target)
+    rates = metrics.rates_at_threshold(labels, scores, threshold)
+    logging.info("Decision threshold %.6f: eval false-positive rate %.4f, detection rate %.4f",
+                 threshold, rates["false_positive_rate"], rates["recall"])
+    return {"threshold": threshold, "method": "calibrated on the eval split", "target_fpr": target,
+            "eval_real_images": int(real.size), "eval_fake_images": int(labels.size - real.size),
+            "eval_false_positive_rate": rates["false_positive_rate"],
+            "eval_detection_rate": rates["recall"]}
 
 
 def class_weights(counts: Dict[int, int]) -> Optional[Dict[int, float]]:
@@ -191,7 +238,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=int(trainer_config["early_stopping_patience"]),
             restore_best_weights=True))
-    label_counts = count_labels(fn_args.train_files)
+    label_counts = count_labels(fn_args.train_files, trainer_config["train_sources"])
+    if len(label_counts) < 2:
+        raise ValueError(f"the training split of sources {trainer_config['train_sources'] or 'all'} "
+                         f"holds only {label_counts}: a detector needs real and fake images")
     weights = class_weights(label_counts) if trainer_config["class_weights"] else None
     steps_per_epoch = max(1, math.ceil(sum(label_counts.values()) / batch_size))
     logging.info("Training examples by label: %s; class weights: %s", label_counts, weights)
@@ -204,16 +254,22 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf.io.gfile.remove(history_csv)
     save_curves(curves_csv, os.path.join(fn_args.model_run_dir, "training_curves.png"))
 
+    decision = choose_threshold(model, evaluation, config)
     model_version = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     signatures = model_lib.serving_signatures(
-        model, tf_transform_output, float(config["decision_threshold"]), model_version)
+        model, tf_transform_output, decision["threshold"], model_version)
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
 
     # What was trained, and how, travels with the model.
     record = {"model_version": model_version, "config": config, "class_weights": weights,
+              "decision": decision,
               "replicas": strategy.num_replicas_in_sync,
               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     extra_dir = os.path.join(fn_args.serving_model_dir, "assets.extra")
     tf.io.gfile.makedirs(extra_dir)
     with tf.io.gfile.GFile(os.path.join(extra_dir, "training.json"), "w") as f:
         f.write(json.dumps(record, indent=2, sort_keys=True))
+    curves_png = os.path.join(fn_args.model_run_dir, "training_curves.png")
+    if tf.io.gfile.exists(curves_png):
+        # For the evaluation report, which sees the model but not its run folder.
+        tf.io.gfile.copy(curves_png, os.path.join(extra_dir, "training_curves.png"), overwrite=True)
