@@ -1,52 +1,106 @@
-"""The TFMA EvalConfig: what the Evaluator measures, per slice, and what blesses."""
+"""The TFMA EvalConfig: what the Evaluator measures, per slice, and what blesses.
+
+The model exports two scores (components/trainer/model.py): the probability
+of "fake", and the decision score, the same ranking mapped so that the
+model's own threshold, chosen by the Trainer after this config was built,
+lands on 0.5. Thresholded metrics therefore read the decision score at 0.5,
+which is "at the shipped threshold"; ranking and calibration metrics read the
+probability.
+
+Most sources hold one class only, so AUC inside a source's slice means
+nothing: per source the number that counts is the detection rate (Recall) of
+a fake source and the false-positive rate (FallOut) of a real one. AUC of each
+fake source against all real images is in the report (pipeline/report.py).
+"""
 
 from __future__ import annotations
 
 import json
+from typing import List
 
 import tensorflow_model_analysis as tfma
 
 from fakeface import features
 from fakeface.pipeline import config as config_lib
 
+# TFMA output names of the two scores: the serving signature's output keys.
+PROBABILITY = features.FAKE_PROBABILITY
+DECISION = features.DECISION_SCORE
+# Metric names, as they appear in the Evaluator's output and the report.
+EXAMPLE_COUNT = "example_count"
+ACCURACY = "binary_accuracy"
+PRECISION = "precision"
+RECALL = "recall"  # the detection rate
+FALSE_POSITIVE_RATE = "fall_out"
+AUC = "auc"
+AVERAGE_PRECISION = "average_precision"
+TPR_AT_1PCT_FPR = "tpr_at_1pct_fpr"
+CALIBRATION = "calibration"  # mean probability over mean label; 1 is calibrated
+THRESHOLD = 0.5  # on the decision score: the shipped threshold
+
 # Source x shot shows whether a detector trained on close-ups copes with wide shots.
 CROSS_SLICES = ((features.SOURCE, features.SHOT),)
-# Single-class slices (most sources) have no AUC: the per-source number that
-# counts is the accuracy at the decision threshold, i.e. the detection rate of
-# a fake source and one minus the false-positive rate of a real source.
-AUC = "auc"
-ACCURACY = "binary_accuracy"
+# Every real source's own slice: source sliced within label 0. Blessing puts
+# the false-positive limit on these without naming the sources, which the
+# config does not know before the data is read.
+REAL_SOURCES = tfma.SlicingSpec(feature_keys=[features.SOURCE],
+                                feature_values={features.LABEL: str(features.REAL)})
 
 
-def slicing_specs():
+def slicing_specs() -> List[tfma.SlicingSpec]:
     return ([tfma.SlicingSpec()]
             + [tfma.SlicingSpec(feature_keys=[name]) for name in features.SLICE_FEATURES]
-            + [tfma.SlicingSpec(feature_keys=list(keys)) for keys in CROSS_SLICES])
+            + [tfma.SlicingSpec(feature_keys=list(keys)) for keys in CROSS_SLICES]
+            + [REAL_SOURCES])
+
+
+def _metric(class_name: str, name: str, **config) -> tfma.MetricConfig:
+    return tfma.MetricConfig(class_name=class_name, config=json.dumps({"name": name, **config}))
 
 
 def build_eval_config(evaluator: config_lib.EvaluatorConfig) -> tfma.EvalConfig:
-    at_threshold = json.dumps({"thresholds": [evaluator.decision_threshold]})
     auc_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": evaluator.min_auc}),
+        # Without a baseline (the first run, or baseline "none") TFMA skips
+        # change thresholds and blesses on the value thresholds alone.
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
             absolute={"value": -evaluator.max_auc_drop}))
+    auc = _metric("AUC", AUC)
+    # Blessing looks at the overall slice only: inside a one-class slice AUC
+    # is undefined and would fail every model.
+    auc.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+        slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold))
+    fall_out = _metric("FallOut", FALSE_POSITIVE_RATE, thresholds=[THRESHOLD])
+    fall_out.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+        slicing_specs=[REAL_SOURCES],
+        threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
+            upper_bound={"value": evaluator.max_real_source_fpr}))))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(
             signature_name="serving_examples",
-            label_key=features.LABEL,
-            prediction_key=features.FAKE_PROBABILITY)],
+            label_keys={PROBABILITY: features.LABEL, DECISION: features.LABEL})],
         slicing_specs=slicing_specs(),
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="ExampleCount"),
-            # Blessing looks at the overall slice only: inside a one-class
-            # slice AUC is undefined and would fail every model.
-            tfma.MetricConfig(class_name="AUC", config=json.dumps({"name": AUC}),
-                              per_slice_thresholds=[tfma.PerSliceMetricThreshold(
-                                  slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold)]),
-            tfma.MetricConfig(class_name="BinaryAccuracy", config=json.dumps(
-                {"name": ACCURACY, "threshold": evaluator.decision_threshold})),
-            tfma.MetricConfig(class_name="Precision", config=at_threshold),
-            tfma.MetricConfig(class_name="Recall", config=at_threshold),
-            tfma.MetricConfig(class_name="FallOut", config=at_threshold),
-        ])])
+        # The metrics the Keras model was compiled with read a single label,
+        # not the two outputs; the ones below cover them.
+        options=tfma.Options(include_default_metrics={"value": False}),
+        metrics_specs=[
+            tfma.MetricsSpec(output_names=[DECISION], metrics=[
+                _metric("ExampleCount", EXAMPLE_COUNT),
+                _metric("BinaryAccuracy", ACCURACY, threshold=THRESHOLD),
+                _metric("Precision", PRECISION, thresholds=[THRESHOLD]),
+                _metric("Recall", RECALL, thresholds=[THRESHOLD]),
+                fall_out,
+            ]),
+            tfma.MetricsSpec(output_names=[PROBABILITY], metrics=[
+                auc,
+                # Interpolated between TFMA's 10,000 thresholds (Davis and
+                # Goadrich), so it differs slightly from the report's step-wise
+                # scikit-learn definition. TFMA's step-wise "majoring" drops
+                # the steps where precision is undefined and reads far too low.
+                _metric("AUCPrecisionRecall", AVERAGE_PRECISION),
+                _metric("SensitivityAtSpecificity", TPR_AT_1PCT_FPR, specificity=0.99),
+                _metric("Calibration", CALIBRATION),
+                tfma.MetricConfig(class_name="CalibrationPlot"),
+            ]),
+        ])

@@ -1,5 +1,6 @@
 """create_pipeline(), the EvalConfig and the schema, built without running anything."""
 
+import json
 import os
 
 import pytest
@@ -25,13 +26,15 @@ def test_pipeline_wires_every_component(config):
     nodes = _by_id(built)
     assert set(nodes) == {
         "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-        "Trainer", "baseline_model_resolver", "Evaluator", "Pusher"}
+        "Trainer", "baseline_model_resolver", "Evaluator", "EvaluationReport", "Pusher"}
     assert nodes["Transform"].inputs["schema"].producer_component_id == "ImportSchemaGen"
     assert nodes["ExampleValidator"].inputs["statistics"].producer_component_id == "StatisticsGen"
     assert nodes["Trainer"].inputs["examples"].producer_component_id == "ImageExampleGen"
     assert nodes["Trainer"].inputs["transform_graph"].producer_component_id == "Transform"
     assert nodes["Evaluator"].inputs["baseline_model"].producer_component_id == "baseline_model_resolver"
     assert nodes["Pusher"].inputs["model_blessing"].producer_component_id == "Evaluator"
+    assert nodes["EvaluationReport"].inputs["evaluation"].producer_component_id == "Evaluator"
+    assert nodes["EvaluationReport"].inputs["model"].producer_component_id == "Trainer"
     assert built.pipeline_info.pipeline_root == os.path.abspath(config.pipeline_root_path)
     assert built.beam_pipeline_args == config.beam_pipeline_args
 
@@ -74,22 +77,51 @@ def test_named_functions_exist():
     assert pipeline.RUN_FN == f"{training.__name__}.{training.run_fn.__name__}"
 
 
+def _metric(eval_config, class_name):
+    return next((spec, m) for spec in eval_config.metrics_specs for m in spec.metrics
+                if m.class_name == class_name)
+
+
 def test_eval_config_slices_by_every_slice_feature_and_blesses_on_overall_auc():
     eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig(min_auc=0.8, max_auc_drop=0.01))
     sliced = {tuple(spec.feature_keys) for spec in eval_config.slicing_specs}
     assert () in sliced
     assert {(name,) for name in features.SLICE_FEATURES} <= sliced
+    assert {(features.IMAGE_FORMAT,), (features.RESOLUTION_BUCKET,)} <= sliced
     assert (features.SOURCE, features.SHOT) in sliced
 
-    auc = next(m for metric_spec in eval_config.metrics_specs for m in metric_spec.metrics
-               if m.class_name == "AUC")
+    spec, auc = _metric(eval_config, "AUC")
+    assert list(spec.output_names) == [features.FAKE_PROBABILITY]
     assert not auc.HasField("threshold")  # a plain threshold would apply to one-class slices too
     (per_slice,) = auc.per_slice_thresholds
     assert [tuple(s.feature_keys) for s in per_slice.slicing_specs] == [()]
     assert per_slice.threshold.value_threshold.lower_bound.value == 0.8
     assert per_slice.threshold.change_threshold.absolute.value == -0.01
-    assert eval_config.model_specs[0].label_key == features.LABEL
-    assert eval_config.model_specs[0].prediction_key == features.FAKE_PROBABILITY
+    assert dict(eval_config.model_specs[0].label_keys) == {
+        features.FAKE_PROBABILITY: features.LABEL, features.DECISION_SCORE: features.LABEL}
+
+
+def test_eval_config_limits_the_false_positive_rate_of_every_real_source():
+    eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig(max_real_source_fpr=0.02))
+    spec, fall_out = _metric(eval_config, "FallOut")
+    # Thresholded metrics read the decision score at 0.5: the model's own threshold.
+    assert list(spec.output_names) == [features.DECISION_SCORE]
+    assert '"thresholds": [0.5]' in fall_out.config
+    (per_slice,) = fall_out.per_slice_thresholds
+    (real_sources,) = per_slice.slicing_specs
+    assert list(real_sources.feature_keys) == [features.SOURCE]
+    assert dict(real_sources.feature_values) == {features.LABEL: str(features.REAL)}
+    assert real_sources in eval_config.slicing_specs
+    assert per_slice.threshold.value_threshold.upper_bound.value == 0.02
+
+
+def test_eval_config_measures_what_the_report_promises():
+    eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig())
+    names = {json.loads(m.config)["name"] for spec in eval_config.metrics_specs for m in spec.metrics
+             if m.config}
+    assert names == {evaluation.EXAMPLE_COUNT, evaluation.ACCURACY, evaluation.PRECISION, evaluation.RECALL,
+                     evaluation.FALSE_POSITIVE_RATE, evaluation.AUC, evaluation.AVERAGE_PRECISION,
+                     evaluation.TPR_AT_1PCT_FPR, evaluation.CALIBRATION}
 
 
 def test_checked_in_schema_is_generated_from_the_features_module():
