@@ -4,6 +4,7 @@
     fakeface run [--config FILE] [--catalog FILE] [--no-cache]
     fakeface ingest CATALOG OUT_DIR [--config FILE] [--dry-run] [--workers N]
     fakeface schema [--write | --check]
+    fakeface report, experiments (fakeface/evaluation_cli.py)
 
 TensorFlow is imported only by the subcommands that need it, so the quick
 ones stay quick.
@@ -18,7 +19,7 @@ import time
 from typing import List, Optional
 
 import fakeface  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from fakeface import kubeflow_cli
+from fakeface import evaluation_cli, kubeflow_cli
 from fakeface.serving import serving_cli
 
 
@@ -48,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.no_cache:
         overrides["enable_cache"] = False
     config = config_lib.load(args.config, overrides)
-    catalog = catalog_lib.load(config.catalog_path)  # fails fast, naming the file
+    catalog_lib.load(config.catalog_path)  # fails fast, naming the file
 
     from fakeface.components.trainer import backbones
     from fakeface.pipeline import local_runner, pipeline, results
@@ -69,11 +70,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"Ingestion report: {summary.ingest_report}")
         for warning in results.ingest_warnings(summary.ingest_report):
             print(f"WARNING: {warning}", file=sys.stderr)
-    if summary.evaluation_uri:
-        labels = {d.name: d.label for d in catalog.datasets}
+    if summary.report_html:
         print()
         print("Test split, by source:")
-        print(results.source_table(summary.evaluation_uri, labels))
+        print(results.source_table(summary.report_html))
+        print(f"Evaluation report: {summary.report_html}")
     print()
     failed = sorted(node for node, state in summary.executions.items() if state == "FAILED")
     if failed:
@@ -82,8 +83,9 @@ def _run(args: argparse.Namespace) -> int:
     if summary.pushed:
         print(f"Model blessed and pushed to {summary.pushed_destination}")
     else:
-        print(f"Model NOT pushed (blessed: {summary.blessed}); see the Evaluator output at "
-              f"{summary.evaluation_uri}")
+        print(f"Model NOT pushed (blessed: {summary.blessed}).", file=sys.stderr)
+        for reason in summary.not_blessed_because:
+            print(f"  not blessed: {reason}", file=sys.stderr)
     return 0
 
 
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="regenerate the file from fakeface/features.py")
     mode.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     schema.set_defaults(func=_schema)
+    evaluation_cli.add_commands(commands)
     kubeflow_cli.add_commands(commands)
     serving_cli.add_commands(commands)
     return parser

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Dict, List, Optional, Tuple
+import os
+from typing import Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from fakeface import features
-from fakeface.pipeline import evaluation
+from fakeface.components.evaluation_report.component import EvaluationReportArtifact
 
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
 
@@ -26,16 +25,8 @@ class RunSummary:
     pushed_destination: Optional[str]
     model_uri: Optional[str]
     ingest_report: Optional[str] = None  # the HTML report of ImageExampleGen
-
-
-@dataclasses.dataclass
-class SliceRow:
-    value: str
-    example_count: int
-    accuracy: float
-    auc: float  # NaN where the slice holds one class only
-    false_positive_rate: float
-    recall: float
+    report_html: Optional[str] = None  # the EvaluationReport's page
+    not_blessed_because: List[str] = dataclasses.field(default_factory=list)
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -88,6 +79,10 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
                 summary.model_uri = artifact.uri
             elif type_name == "Examples" and node == "ImageExampleGen":
                 summary.ingest_report = _custom(artifact, "ingest_report") or None
+            elif type_name == EvaluationReportArtifact.TYPE_NAME:
+                summary.report_html = _custom(artifact, "report_html") or None
+                reasons = _custom(artifact, "not_blessed_because")
+                summary.not_blessed_because = reasons.split("\n") if reasons else []
     return summary
 
 
@@ -103,56 +98,57 @@ def ingest_warnings(report_html: str) -> List[str]:
         return json.load(f)["warnings"]
 
 
-def _metric(metrics: Dict[str, Dict], name: str) -> float:
-    for key, value in metrics.items():
-        if key == name or key.startswith(name + "@"):
-            return float(value.get("doubleValue", math.nan))
-    return math.nan
+def report_summary(report_html: str) -> Dict:
+    """The metrics.json beside an evaluation report (pipeline/report.py)."""
+    import json
+
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(os.path.dirname(report_html), "metrics.json")) as f:
+        return json.load(f)["model"]
 
 
-def slice_rows(evaluation_uri: str, feature: str) -> Tuple[Dict[str, float], List[SliceRow]]:
-    """Overall metrics, and one row per value of `feature`, from a TFMA result."""
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(evaluation_uri)
-    overall: Dict[str, float] = {}
-    rows: List[SliceRow] = []
-    for slice_key, metrics_by_output in result.slicing_metrics:
-        metrics = metrics_by_output[""][""]
-        if not slice_key:
-            overall = {name: _metric(metrics, name) for name in (
-                "example_count", evaluation.AUC, evaluation.ACCURACY, "fall_out", "recall", "precision")}
-            continue
-        if len(slice_key) != 1 or slice_key[0][0] != feature:
-            continue
-        value = slice_key[0][1]
-        rows.append(SliceRow(
-            value=value.decode() if isinstance(value, bytes) else str(value),
-            example_count=int(_metric(metrics, "example_count")),
-            accuracy=_metric(metrics, evaluation.ACCURACY),
-            auc=_metric(metrics, evaluation.AUC),
-            false_positive_rate=_metric(metrics, "fall_out"),
-            recall=_metric(metrics, "recall")))
-    return overall, sorted(rows, key=lambda r: r.value)
-
-
-def source_table(evaluation_uri: str, labels: Dict[str, int]) -> str:
-    """A plain-text table of every source slice, with the number that matters for it."""
-    overall, rows = slice_rows(evaluation_uri, features.SOURCE)
-    lines = [f"{'source':<18} {'label':<5} {'examples':>8}  {'accuracy':>8}  what it means",
-             "-" * 72]
-    for row in rows:
-        label = labels.get(row.value)
-        if label == features.FAKE:
-            meaning = f"detection rate {row.accuracy:.1%}"
-        elif label == features.REAL:
-            meaning = f"false-positive rate {1.0 - row.accuracy:.1%}"
+def source_table(report_html: str) -> str:
+    """A plain-text table of every source, with the number that matters for it."""
+    data = report_summary(report_html)
+    lines = [f"{'source':<18} {'label':<5} {'examples':>8}  {'accuracy':>8}  what it means", "-" * 72]
+    for row in data["sources"]:
+        accuracy = row["accuracy_original"]
+        if row["label"] == "fake":
+            meaning = f"detection rate {accuracy:.1%}"
+            if row.get("auc_vs_real") is not None:
+                meaning += f", AUC vs all real {row['auc_vs_real']:.3f}"
         else:
-            meaning = ""
-        label_name = features.LABEL_NAMES.get(label, "?")
-        lines.append(f"{row.value:<18} {label_name:<5} {row.example_count:>8}  {row.accuracy:>8.3f}  {meaning}")
+            meaning = f"false-positive rate {1.0 - accuracy:.1%}"
+        lines.append(f"{row['source']:<18} {row['label']:<5} {row['examples']:>8}  {accuracy:>8.3f}  {meaning}")
+    overall = data["overall"]
     lines.append("-" * 72)
-    lines.append(f"{'overall':<18} {'':<5} {int(overall.get('example_count', 0)):>8}  "
-                 f"{overall.get(evaluation.ACCURACY, math.nan):>8.3f}  "
-                 f"AUC {overall.get(evaluation.AUC, math.nan):.3f}")
+    auc = overall.get("auc")
+    lines.append(f"{'overall':<18} {'':<5} {overall['examples']:>8}  {overall['accuracy']:>8.3f}  "
+                 f"AUC {'n/a' if auc is None else f'{auc:.3f}'}, threshold {data['threshold']:.4f}")
     return "\n".join(lines)
+
+
+def evaluation_inputs(metadata_path: str, evaluation_uri: str) -> Dict[str, Optional[str]]:
+    """The examples, model and blessing of the Evaluator run that wrote `evaluation_uri`."""
+    store = _store(metadata_path)
+    uri = evaluation_uri.rstrip("/")
+    matches = [a for a in store.get_artifacts_by_uri(uri) or store.get_artifacts_by_uri(uri + "/")]
+    if not matches:
+        raise LookupError(f"{evaluation_uri}: not an Evaluator output recorded in {metadata_path}")
+    events = store.get_events_by_artifact_ids([matches[-1].id])
+    execution_id = next(e.execution_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT)
+    found: Dict[str, Optional[str]] = {"evaluation": matches[-1].uri, "examples": None, "model": None,
+                                       "blessing": None}
+    for event in store.get_events_by_execution_ids([execution_id]):
+        artifact = store.get_artifacts_by_id([event.artifact_id])[0]
+        type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
+        is_input = event.type == metadata_store_pb2.Event.INPUT
+        key = event.path.steps[0].key if event.path.steps else ""
+        if is_input and type_name == "Examples":
+            found["examples"] = artifact.uri
+        elif is_input and type_name == "Model" and key == "model":
+            found["model"] = artifact.uri
+        elif not is_input and type_name == "ModelBlessing":
+            found["blessing"] = artifact.uri
+    return found

@@ -22,7 +22,7 @@ from fakeface.pipeline import kfp_platform, kubeflow_runner, schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-         "Trainer", "Evaluator", "Pusher"}
+         "Trainer", "Evaluator", "EvaluationReport", "Pusher"}
 KUBEFLOW = {
     "image": "registry.example/fakeface:test",
     "trainer_image": "registry.example/fakeface-gpu:test",

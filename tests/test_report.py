@@ -1,0 +1,96 @@
+"""pipeline/report.py and the experiment matrix on hand-made predictions: no model, no TFMA."""
+
+import io
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeface import features
+from fakeface.pipeline import experiments, report
+
+
+def _prediction(source, label, score, generator="g"):
+    return {features.SOURCE: source, features.LABEL: label, features.GENERATOR: generator,
+            report.ORIGINAL: score, report.JPEG: score / 2}
+
+
+PREDICTIONS = [
+    _prediction("RealA", 0, 0.1), _prediction("RealA", 0, 0.6), _prediction("RealB", 0, 0.2),
+    _prediction("FakeA", 1, 0.9), _prediction("FakeA", 1, 0.3), _prediction("FakeB", 1, 0.8),
+]
+
+
+def test_source_rows_give_detection_rates_false_positive_rates_and_auc_against_all_real():
+    rows = {r["source"]: r for r in report.source_rows(PREDICTIONS, 0.5, [report.ORIGINAL, report.JPEG])}
+    assert rows["RealA"]["false_positive_rate"] == pytest.approx(0.5)
+    assert rows["RealB"]["false_positive_rate"] == 0.0
+    assert rows["FakeA"]["detection_rate"] == pytest.approx(0.5)
+    assert rows["FakeB"]["detection_rate"] == 1.0
+    # FakeA (0.9, 0.3) against every real image (0.1, 0.6, 0.2): 5 of 6 pairs ranked right.
+    assert rows["FakeA"]["auc_vs_real"] == pytest.approx(5 / 6)
+    assert rows["FakeB"]["auc_vs_real"] == 1.0
+    assert "auc_vs_real" not in rows["RealA"]
+    # Re-compressed scores are halved here: no fake clears the threshold any more.
+    assert rows["FakeB"]["accuracy_jpeg"] == 0.0 and rows["RealA"]["accuracy_jpeg"] == 1.0
+
+
+def test_overall_metrics_include_the_confusion_matrix_at_the_threshold():
+    overall = report.overall_metrics(PREDICTIONS, 0.5)
+    assert (overall["true_positives"], overall["false_positives"], overall["false_negatives"],
+            overall["true_negatives"]) == (2, 1, 1, 2)
+    assert overall["auc"] == pytest.approx(8 / 9)
+    assert sum(overall["calibration"]["counts"]) == len(PREDICTIONS)
+
+
+def _png(width, height):
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (height, width, 3), np.uint8)).save(
+        buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_perturbed_copies_are_what_they_claim():
+    original = _png(40, 30)
+    half = Image.open(io.BytesIO(report.downscale(original, 0.5)))
+    assert (half.format, half.size) == ("PNG", (20, 15))
+    recompressed = Image.open(io.BytesIO(report.recompress(original, 70)))
+    assert recompressed.format == "JPEG" and recompressed.size == (40, 30)
+    assert report.recompress(original, 70) == report.recompress(original, 70)
+
+
+def _report(blessed, failures=()):
+    return report.Report(
+        model_uri="/m/1", model_version="20260101T000000Z", threshold=0.5,
+        decision={"method": "calibrated on the eval split", "target_fpr": 0.05}, blessed=blessed,
+        failures=list(failures), slices=[{"slice": "overall", "auc": 0.8}], predictions=PREDICTIONS,
+        columns=[report.ORIGINAL, report.JPEG], settings={"robustness_jpeg_quality": [65, 95]})
+
+
+def test_html_names_the_failed_check_and_compares_two_models(tmp_path):
+    refused = _report(False, ["fall_out is 0.5000 on slice label=0, source=RealA: must be at most 0.1"])
+    page = report.render_html(refused, compare=_report(True))
+    assert "NOT BLESSED" in page and "label=0, source=RealA" in page
+    assert "Side by side" in page and "BLESSED" in page
+    path = report.write(refused, str(tmp_path / "out"))
+    assert path.endswith("report.html")
+    for name in ("metrics.json", "sources.csv", "slices.csv", "predictions.csv"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_matrix_rows_are_sources_and_columns_are_experiments(tmp_path):
+    def summary(accuracies):
+        return {"sources": [{"source": s, "label": "fake" if s.startswith("Fake") else "real",
+                             "examples": 2, "accuracy_original": a} for s, a in accuracies.items()]}
+
+    summaries = {"v1": summary({"FakeA": 1.0, "RealA": 0.5}), "v2": summary({"FakeA": 0.0, "RealA": 1.0})}
+    rows = experiments.matrix_rows(summaries, {"v1": ("FakeA", "RealA"), "v2": ("RealA",)})
+    by_source = {r["source"]: r for r in rows}
+    assert by_source["FakeA"]["v1"] == 1.0 and by_source["FakeA"]["v2"] == 0.0
+    assert by_source["FakeA"]["v1_trained_on"] and not by_source["FakeA"]["v2_trained_on"]
+    assert by_source["average"]["v1"] == pytest.approx(0.75)
+    experiments.write_matrix(rows, ["v1", "v2"], str(tmp_path))
+    table = (tmp_path / "matrix.md").read_text()
+    assert "| FakeA | fake | 100.0% (trained on) | 0.0% |" in table
+    assert not math.isnan(by_source["average"]["v2"])
