@@ -112,21 +112,43 @@ class TrainerConfig:
     augment_zoom: float = 0.0  # scale drawn from [1 - zoom, 1 + zoom]
     # Seed for weight initialisation and augmentation, for repeatable runs.
     seed: int = 0
+    # Train (and validate) on these catalog sources only; empty takes all. The
+    # test split always holds every source, so the Evaluator and the report
+    # show how the model does on sources it never saw (`fakeface experiments`).
+    train_sources: List[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
 class EvaluatorConfig:
-    # Probability of "fake" at or above which an image is called fake.
+    # The decision threshold is chosen by the Trainer on the eval split: the
+    # lowest probability of "fake" that calls at most target_fpr of the real
+    # images fake. It is stored in the model, which returns it with every
+    # decision. A false alarm on a real photo is the costly error.
+    calibrate_threshold: bool = True
+    target_fpr: float = 0.05
+    # The threshold when calibrate_threshold is off, or when the eval split
+    # holds no real image to calibrate on.
     decision_threshold: float = 0.5
-    # A model is blessed only if its overall AUC on the test split reaches this.
+    # A model is blessed only if its overall AUC on the test split reaches this ...
     min_auc: float = 0.75
-    # ... and if its AUC is not more than this below the baseline's.
+    # ... its false-positive rate on every real source is at most this ...
+    max_real_source_fpr: float = 0.10
+    # ... and its AUC is not more than this below the baseline's.
     max_auc_drop: float = 0.05
     # The baseline: "previous-blessed", the latest blessed model other than
     # the candidate (so an unchanged re-run stays cached), or "none", blessing
-    # on min_auc alone. `fakeface compile` uses "none": the open-source KFP v2
+    # on the absolute thresholds alone; so is the first run, which has no
+    # baseline yet. `fakeface compile` uses "none": the open-source KFP v2
     # backend cannot run TFX resolver tasks.
     baseline: str = "previous-blessed"
+    # Robustness columns of the report, on copies of the test images:
+    # re-saved as JPEG at a quality drawn per image from this [low, high]
+    # range (empty: no column), and scaled by this factor (0: no column).
+    robustness_jpeg_quality: List[int] = dataclasses.field(default_factory=lambda: [65, 95])
+    robustness_scale: float = 0.5
+    # Test-time rotation column of the report: each test image scored as the
+    # mean over these rotations in degrees (the notes' Table 4); empty: none.
+    tta_angles: List[float] = dataclasses.field(default_factory=lambda: [-15.0, 0.0, 15.0])
 
 
 @dataclasses.dataclass
@@ -330,8 +352,25 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
                           "fractions in [0, 1)")
     if config.trainer.early_stopping_patience < 0:
         raise ConfigError(f"{where}.trainer.early_stopping_patience: must be 0 (off) or more")
-    if not 0.0 < config.evaluator.decision_threshold < 1.0:
+    evaluator = config.evaluator
+    if not 0.0 < evaluator.decision_threshold < 1.0:
         raise ConfigError(f"{where}.evaluator.decision_threshold: must be between 0 and 1")
+    if not 0.0 <= evaluator.target_fpr < 1.0:
+        raise ConfigError(f"{where}.evaluator.target_fpr: must be at least 0 and below 1")
+    for name in ("min_auc", "max_real_source_fpr"):
+        if not 0.0 <= getattr(evaluator, name) <= 1.0:
+            raise ConfigError(f"{where}.evaluator.{name}: must be between 0 and 1")
+    quality = evaluator.robustness_jpeg_quality
+    if quality and not (len(quality) == 2 and all(isinstance(q, int) for q in quality)
+                        and 1 <= quality[0] <= quality[1] <= 100):
+        raise ConfigError(f"{where}.evaluator.robustness_jpeg_quality: must be [] or [low, high] "
+                          f"JPEG qualities with 1 <= low <= high <= 100, got {quality!r}")
+    if not 0.0 <= evaluator.robustness_scale < 1.0:
+        raise ConfigError(f"{where}.evaluator.robustness_scale: must be 0 (off) or a factor below 1")
+    if not all(isinstance(a, (int, float)) and -180 <= a <= 180 for a in evaluator.tta_angles):
+        raise ConfigError(f"{where}.evaluator.tta_angles: must be a list of angles in degrees, -180 to 180")
+    if not all(isinstance(name, str) and name for name in config.trainer.train_sources):
+        raise ConfigError(f"{where}.trainer.train_sources: must be a list of catalog source names")
 
 
 def to_dict(config: PipelineConfig) -> Dict[str, Any]:
