@@ -25,8 +25,8 @@ def _arrays(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarray,
 def roc_curve(labels, scores) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates, thresholds), from (0, 0) up.
 
-    A point for every distinct score, taken as a threshold with `score >= t`
-    called fake; the first point's threshold is +inf.
+    A point for every distinct score t, with `score >= t` called fake, as in
+    scikit-learn; the first point's threshold is +inf.
     """
     y, s = _arrays(labels, scores)
     positives, negatives = int((y == 1).sum()), int((y == 0).sum())
@@ -65,12 +65,12 @@ def tpr_at_fpr(labels, scores, max_fpr: float) -> float:
 
 
 def rates_at_threshold(labels, scores, threshold: float) -> Dict[str, float]:
-    """Counts and rates when `score >= threshold` is called fake.
+    """Counts and rates when `score > threshold` is called fake (TFMA's and Keras' rule).
 
     Rates over an empty class are NaN: a real-only slice has no detection rate.
     """
     y, s = _arrays(labels, scores)
-    called_fake = s >= threshold
+    called_fake = s > threshold
     tp = int(np.sum(called_fake & (y == 1)))
     fp = int(np.sum(called_fake & (y == 0)))
     fn = int(np.sum(~called_fake & (y == 1)))
@@ -92,19 +92,18 @@ def rates_at_threshold(labels, scores, threshold: float) -> Dict[str, float]:
 def threshold_for_fpr(real_scores: Sequence[float], target_fpr: float) -> float:
     """The lowest threshold that calls at most target_fpr of these real images fake.
 
-    With n real scores, at most floor(target_fpr * n) of them may reach the
-    threshold, so it sits just above the next-highest real score. The lowest
-    such threshold catches the most fakes at that false-positive rate.
+    An image is called fake when its score is above the threshold. With n
+    real scores, at most floor(target_fpr * n) of them may be above it, so it
+    is the next-highest real score itself; tied scores stay below with it. The
+    lowest such threshold catches the most fakes at that false-positive rate.
     """
     scores = np.sort(np.asarray(real_scores, dtype=np.float64).reshape(-1))[::-1]
     if not scores.size:
         raise ValueError("no real images to choose a threshold on")
     allowed = int(math.floor(target_fpr * scores.size + 1e-9))
     if allowed >= scores.size:
-        return float(scores[-1])
-    # Scores equal to the first real image that must stay below are excluded
-    # as a group, so ties never push the rate above the target.
-    return float(np.nextafter(np.float32(scores[allowed]), np.float32(np.inf)))
+        return float(np.nextafter(scores[-1], -np.inf))
+    return float(scores[allowed])
 
 
 def calibration_bins(labels, probabilities, bins: int = 10) -> Dict[str, list]:

@@ -1,7 +1,8 @@
 """create_pipeline(): the one definition of the fakeface TFX pipeline.
 
 ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
-               -> Transform -> Trainer -> Evaluator (+ last blessed model) -> Pusher
+               -> Transform -> Trainer -> Evaluator (+ last blessed model)
+               -> EvaluationReport, Pusher (only a blessed model)
 
 Every runner (local, Kubeflow) builds its pipeline here; what differs between
 them is the config and the metadata connection, never the graph.
@@ -17,6 +18,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from fakeface import schemas
+from fakeface.components.evaluation_report.component import EvaluationReport
 from fakeface.components.image_example_gen.component import ImageExampleGen
 from fakeface.components.trainer import backbones
 from fakeface.pipeline import baseline
@@ -50,6 +52,8 @@ def trainer_custom_config(config: config_lib.PipelineConfig) -> Dict[str, Any]:
         "image_size": config.transform.image_size,
         "backbone_handle": backbone_handle(config),
         "decision_threshold": config.evaluator.decision_threshold,
+        "calibrate_threshold": config.evaluator.calibrate_threshold,
+        "target_fpr": config.evaluator.target_fpr,
     }
 
 
@@ -119,6 +123,13 @@ def create_pipeline(
         example_splits=["test"],
         eval_config=evaluation.build_eval_config(config.evaluator))
 
+    report = EvaluationReport(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        evaluator_config=dataclasses.asdict(config.evaluator))
+
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -130,7 +141,7 @@ def create_pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=_absolute(config.pipeline_root_path),
         components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    trainer, *baseline_nodes, evaluator, pusher],
+                    trainer, *baseline_nodes, evaluator, report, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_pipeline_args))
