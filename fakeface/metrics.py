@@ -89,13 +89,19 @@ def rates_at_threshold(labels, scores, threshold: float) -> Dict[str, float]:
     }
 
 
-def threshold_for_fpr(real_scores: Sequence[float], target_fpr: float) -> float:
-    """The lowest threshold that calls at most target_fpr of these real images fake.
+def threshold_for_fpr(real_scores: Sequence[float], target_fpr: float,
+                      fake_scores: Sequence[float] = ()) -> float:
+    """A threshold that calls at most target_fpr of these real images fake.
 
     An image is called fake when its score is above the threshold. With n
-    real scores, at most floor(target_fpr * n) of them may be above it, so it
-    is the next-highest real score itself; tied scores stay below with it. The
-    lowest such threshold catches the most fakes at that false-positive rate.
+    real scores, at most floor(target_fpr * n) of them may be above it: the
+    lowest such threshold is the next-highest real score itself (tied scores
+    stay below with it), and it catches the most fakes at that rate.
+
+    Every threshold up to the next score above it, real or fake, calls the
+    same images fake. Given the fake scores, the threshold moves to the middle
+    of that gap in log-odds: the same rates on these images, with a margin on
+    both sides for images not seen yet, instead of one that touches a real image.
     """
     scores = np.sort(np.asarray(real_scores, dtype=np.float64).reshape(-1))[::-1]
     if not scores.size:
@@ -103,7 +109,19 @@ def threshold_for_fpr(real_scores: Sequence[float], target_fpr: float) -> float:
     allowed = int(math.floor(target_fpr * scores.size + 1e-9))
     if allowed >= scores.size:
         return float(np.nextafter(scores[-1], -np.inf))
-    return float(scores[allowed])
+    lowest = float(np.float32(scores[allowed]))
+    everything = np.concatenate([scores, np.asarray(fake_scores, dtype=np.float64).reshape(-1)])
+    above = everything[everything > lowest]
+    if not np.asarray(fake_scores).size or not above.size:
+        return lowest
+    upper = float(above.min())
+
+    def logit(p: float) -> float:
+        p = min(max(p, 1e-7), 1 - 1e-7)
+        return math.log(p / (1 - p))
+
+    middle = float(np.float32(1 / (1 + math.exp(-(logit(lowest) + logit(upper)) / 2))))
+    return middle if lowest < middle < upper else lowest
 
 
 def calibration_bins(labels, probabilities, bins: int = 10) -> Dict[str, list]:

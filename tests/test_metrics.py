@@ -88,3 +88,24 @@ def test_calibration_of_a_calibrated_model_is_near_zero():
     assert sum(calibration["counts"]) == 20000
     overconfident = metrics.calibration_bins(labels, np.round(probabilities))
     assert overconfident["expected_calibration_error"] > 0.2
+
+
+def test_threshold_sits_mid_gap_when_that_changes_no_decision():
+    real = np.array([0.01, 0.02, 0.03, 0.04], np.float32)
+    fake = np.array([0.6, 0.9, 0.95], np.float32)
+    lowest = metrics.threshold_for_fpr(real, 0.0)
+    assert lowest == pytest.approx(0.04)
+    centred = metrics.threshold_for_fpr(real, 0.0, fake)
+    assert 0.04 < centred < 0.6
+    # Midway in log-odds, not in probability: 0.04 and 0.6 are log-odds -3.18 and 0.41.
+    assert np.log(centred / (1 - centred)) == pytest.approx((np.log(0.04 / 0.96) + np.log(0.6 / 0.4)) / 2, abs=1e-4)
+    for threshold in (lowest, centred):
+        assert np.mean(real > threshold) == 0 and np.mean(fake > threshold) == 1
+
+
+def test_threshold_gap_ends_at_the_next_real_image_allowed_above():
+    real = np.array([0.1, 0.2, 0.3, 0.8], np.float32)  # one of four may be called fake
+    fake = np.array([0.9], np.float32)
+    threshold = metrics.threshold_for_fpr(real, 0.25, fake)
+    assert 0.3 < threshold < 0.8
+    assert np.mean(real > threshold) == 0.25 and np.mean(fake > threshold) == 1

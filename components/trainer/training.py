@@ -126,8 +126,9 @@ def choose_threshold(model: tf.keras.Model, evaluation: tf.data.Dataset,
                      config: Dict[str, Any]) -> Dict[str, Any]:
     """The decision threshold shipped with the model, and how it was chosen.
 
-    Calibrated on the eval split, never on test: the lowest threshold at which
-    at most target_fpr of the eval split's real images are called fake.
+    Calibrated on the eval split, never on test: at most target_fpr of the
+    eval split's real images are called fake, and as many fakes as can be at
+    that rate (see metrics.threshold_for_fpr).
     """
     fixed = float(config["decision_threshold"])
     if not config["calibrate_threshold"]:
@@ -142,7 +143,7 @@ def choose_threshold(model: tf.keras.Model, evaluation: tf.data.Dataset,
         logging.warning("The eval split holds no real image; shipping the fixed threshold %s", fixed)
         return {"threshold": fixed, "method": "fixed: no real image in the eval split"}
     target = float(config["target_fpr"])
-    threshold = metrics.threshold_for_fpr(real, target)
+    threshold = metrics.threshold_for_fpr(real, target, scores[labels != features.REAL])
     rates = metrics.rates_at_threshold(labels, scores, threshold)
     logging.info("Decision threshold %.6f: eval false-positive rate %.4f, detection rate %.4f",
                  threshold, rates["false_positive_rate"], rates["recall"])
