@@ -96,10 +96,10 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
             dataset = dataset.unbatch().enumerate().map(
                 lambda index, example: (blur_jpeg(index, example[0]), example[1]),
                 num_parallel_calls=_AUTOTUNE).batch(batch_size)
-    if training:
-        augmenter = augmentation.make_augmenter(trainer_config)
-        dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
-                              num_parallel_calls=_AUTOTUNE)
+    geometric = augmentation.make_geometric(trainer_config) if training else None
+    if geometric:
+        dataset = dataset.enumerate().map(lambda index, batch: (geometric(index, batch[0]), batch[1]),
+                                          num_parallel_calls=_AUTOTUNE)
     return dataset.prefetch(_AUTOTUNE)
 
 
