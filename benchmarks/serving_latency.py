@@ -63,7 +63,8 @@ def build_transform_graph(image_size: int, sample: Sequence[bytes], out_dir: str
     with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp")):
         raw = pipeline | beam.Create(rows)
         transform_fn = (raw, metadata) | tft_beam.AnalyzeDataset(
-            lambda inputs: preprocessing.preprocessing_fn(inputs, {"image_size": image_size}))
+            lambda inputs: preprocessing.preprocessing_fn(
+                inputs, {"input_policy": "resize", "image_size": image_size}))
         _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(out_dir, "transform_graph"))
     # serving_signatures reads the raw feature spec from here, as the Transform component writes it.
     metadata_io.write_metadata(metadata, os.path.join(out_dir, "transform_graph",
@@ -81,7 +82,8 @@ def export_model(image_size: int, sample: Sequence[bytes], work_dir: str):
 
     transform_dir = build_transform_graph(image_size, sample, work_dir)
     handle = backbones.export_small_cnn(os.path.join(work_dir, "hub", backbones.SMALL_CNN))
-    model = model_lib.build_model(handle, image_size, trainable=False, dropout=0.0, learning_rate=1e-3)
+    model = model_lib.build_model(backbones.SMALL_CNN, handle, image_size, trainable=False, dropout=0.0,
+                                  optimizer=tf.keras.optimizers.Adam(1e-3))
     signatures = model_lib.serving_signatures(model, tft.TFTransformOutput(transform_dir), 0.5, "benchmark")
 
     @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32,

@@ -25,7 +25,9 @@ RESOLUTION_BUCKET = "resolution_bucket"
 RELATIVE_PATH = "relative_path"  # path below the dataset's root folder
 
 # Transformed features produced by Transform's preprocessing_fn.
-IMAGE = "image"  # float32 [size, size, 3] in [0, 1]
+# float32 in [0, 1]: [size, size, 3] under the "resize" input policy,
+# [tiles, crop, crop, 3] under "crop".
+IMAGE = "image"
 
 # Label values.
 REAL = 0

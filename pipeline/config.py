@@ -63,27 +63,72 @@ class IngestConfig:
 
 @dataclasses.dataclass
 class TransformConfig:
-    # Square side, in pixels, that every image is resized to. The sample data is
-    # drawn at 64 px, so the default keeps its up-sampling fingerprints intact;
-    # real datasets want 299 or more (the notes' 1024 px did best).
+    # How an image of any size becomes model input. "resize": the whole image
+    # resized to image_size, as in the founding notes. "crop": native-resolution
+    # pixels, never resampled, because resizing smooths away the up-sampling
+    # fingerprints that give generated images away: training takes one random
+    # crop_size crop per image, and evaluation and serving score a fixed grid
+    # of crops (crop_tiles_per_side) and average their probabilities.
+    input_policy: str = "resize"
+    # Square side, in pixels, that every image is resized to under "resize".
+    # The sample data is drawn at 64 px, so the default keeps its up-sampling
+    # fingerprints intact; real datasets want 299 or more (the notes' 1024 px
+    # did best).
     image_size: int = 64
+    # Under "crop": the side of every crop. Images with a shorter side are
+    # zero-padded to it, centred, rather than enlarged: enlarging would add
+    # the very interpolation traces the detector learns to call fake.
+    # Wang et al. (2020) trained on 224 px crops of 256 px images.
+    crop_size: int = 224
+    # Under "crop", at evaluation and serving: 1 scores the centre crop; n > 1
+    # an n x n grid of crops, evenly spaced from corner to corner (they overlap
+    # when n * crop_size exceeds the side), so the whole image is seen.
+    crop_tiles_per_side: int = 1
 
 
 @dataclasses.dataclass
 class TrainerConfig:
-    # Backbone name: "small-cnn" (built locally, CPU-sized) or "bit-m-r50x1".
+    # Backbone name: "small-cnn" (built locally, CPU-sized), "bit-m-r50x1" or
+    # "xception" (see components/trainer/backbones.py).
     backbone: str = "small-cnn"
-    # TF Hub handle of the backbone: a URL, a bucket path or a local SavedModel
-    # folder. Empty means the backbone's default (see components/trainer/backbones.py).
+    # Where the backbone's weights come from. For TF Hub backbones a handle: a
+    # URL, a bucket path or a local SavedModel folder. For xception: "imagenet"
+    # (downloaded by Keras), a path to a weights .h5 file without the top, or
+    # "none" for random initialisation. Empty means the backbone's default.
     backbone_handle: str = ""
     # Fine-tune the backbone's weights, not only the head.
     backbone_trainable: bool = True
     # Global batch size, split over the replicas of a multi-GPU node.
     batch_size: int = 16
     epochs: int = 15
-    # Learning rate at learning_rate_batch_size; scaled linearly to batch_size.
+    # "sgd": SGD with momentum 0.9 and step decay, as BiT's HyperRule and the
+    # notes' ResNet50 runs. "adam": Adam with exponential decay, as the notes'
+    # Xception runs. "auto": SGD for bit-* backbones, Adam for the others.
+    optimizer: str = "auto"
+    # Learning rate after warm-up, at learning_rate_batch_size; scaled linearly
+    # to batch_size. The notes: 3e-3 (BiT's HyperRule, at batch 512) for SGD,
+    # 1e-2 for Adam. The default suits the small CNN.
     learning_rate: float = 0.002
     learning_rate_batch_size: int = 16
+    # Learning rate at the end of the run, scaled like learning_rate; 0 keeps
+    # learning_rate throughout (the small CNN's default). The notes: 3e-7 for
+    # SGD, 1e-4 for Adam. SGD steps down at decay_boundaries by equal factors;
+    # Adam decays exponentially over the run.
+    learning_rate_final: float = 0.0
+    # Fractions of the run's steps at which SGD's rate steps down (BiT's
+    # HyperRule: 30%, 60% and 90%). With the notes' 3e-3 to 3e-7 each step is
+    # about 21x; a final rate of learning_rate / 1000 gives BiT's 10x steps.
+    decay_boundaries: List[float] = dataclasses.field(default_factory=lambda: [0.3, 0.6, 0.9])
+    # Steps over which the rate rises linearly to learning_rate, for either
+    # optimizer; BiT uses 500. Large rates on a fresh head can wreck the
+    # pre-trained features in the first steps otherwise.
+    warmup_steps: int = 0
+    # "on": the mixed_float16 policy (float16 compute, float32 weights, loss
+    # scaling); "off": float32; "auto": on when a GPU is visible. It speeds up
+    # backbones built in-process (xception); TF Hub backbones are SavedModels
+    # traced in float32 and keep running in float32, only the head follows the
+    # policy. The output probability is float32 either way.
+    mixed_precision: str = "auto"
     # Stop when validation AUC has not improved for this many epochs, keeping
     # the best weights; 0 trains every epoch. Off by default: on the small
     # sample data validation AUC reaches 1.0 within a few epochs, and the
@@ -110,6 +155,16 @@ class TrainerConfig:
     augment_rotation_degrees: float = 0.0
     augment_shift: float = 0.0  # fraction of the side
     augment_zoom: float = 0.0  # scale drawn from [1 - zoom, 1 + zoom]
+    # Wang et al. (2020): each training image independently is blurred with
+    # this probability (Gaussian, sigma drawn from [0, augment_blur_sigma_max])
+    # and, independently, re-encoded as JPEG with this probability (quality
+    # drawn from [augment_jpeg_quality_min, augment_jpeg_quality_max]). It
+    # teaches the detector to survive the blur and recompression real-world
+    # images go through. 0 turns it off.
+    augment_blur_jpeg_probability: float = 0.0
+    augment_blur_sigma_max: float = 3.0
+    augment_jpeg_quality_min: int = 30
+    augment_jpeg_quality_max: int = 100
     # Seed for weight initialisation and augmentation, for repeatable runs.
     seed: int = 0
     # Train (and validate) on these catalog sources only; empty takes all. The
@@ -252,6 +307,11 @@ class PipelineConfig:
 
 BASELINES = ("previous-blessed", "none")
 STRATEGIES = ("auto", "mirrored", "default")
+INPUT_POLICIES = ("resize", "crop")
+OPTIMIZERS = ("auto", "sgd", "adam")
+MIXED_PRECISION = ("auto", "on", "off")
+# Keras' Xception refuses smaller inputs: its strided layers would reach zero size.
+XCEPTION_MIN_SIDE = 71
 
 
 class ConfigError(ValueError):
@@ -337,6 +397,12 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}.ingest: min_side must be at least 1 and max_pixels at least min_side squared")
     if config.transform.image_size < 16:
         raise ConfigError(f"{where}.transform.image_size: must be at least 16 pixels")
+    if config.transform.input_policy not in INPUT_POLICIES:
+        raise ConfigError(f"{where}.transform.input_policy: must be one of {list(INPUT_POLICIES)}, "
+                          f"got {config.transform.input_policy!r}")
+    if config.transform.crop_size < 16 or config.transform.crop_tiles_per_side < 1:
+        raise ConfigError(f"{where}.transform: crop_size must be at least 16 pixels and "
+                          "crop_tiles_per_side at least 1")
     if config.trainer.batch_size < 1 or config.trainer.epochs < 1:
         raise ConfigError(f"{where}.trainer: batch_size and epochs must be at least 1")
     if config.trainer.strategy not in STRATEGIES:
@@ -350,6 +416,18 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
             and 0 <= trainer.augment_zoom < 1):
         raise ConfigError(f"{where}.trainer.augment_*: rotation must be 0-180 degrees, shift and zoom "
                           "fractions in [0, 1)")
+    _validate_optimization(trainer, where)
+    model_side = (config.transform.crop_size if config.transform.input_policy == "crop"
+                  else config.transform.image_size)
+    if trainer.backbone == "xception" and model_side < XCEPTION_MIN_SIDE:
+        raise ConfigError(f"{where}.transform: xception takes images of at least {XCEPTION_MIN_SIDE} px; "
+                          f"the model input is {model_side} px")
+    # The blur kernel reaches 3 sigma and mirrors at the borders, which needs
+    # the smallest model input (16 px) to be wider than that reach.
+    if not (0.0 <= trainer.augment_blur_jpeg_probability <= 1.0 and 0 <= trainer.augment_blur_sigma_max <= 5
+            and 1 <= trainer.augment_jpeg_quality_min <= trainer.augment_jpeg_quality_max <= 100):
+        raise ConfigError(f"{where}.trainer.augment_blur_jpeg_*: probability must be in [0, 1], "
+                          "blur sigma from 0 to 5, and 1 <= jpeg_quality_min <= jpeg_quality_max <= 100")
     if config.trainer.early_stopping_patience < 0:
         raise ConfigError(f"{where}.trainer.early_stopping_patience: must be 0 (off) or more")
     evaluator = config.evaluator
@@ -371,6 +449,27 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}.evaluator.tta_angles: must be a list of angles in degrees, -180 to 180")
     if not all(isinstance(name, str) and name for name in config.trainer.train_sources):
         raise ConfigError(f"{where}.trainer.train_sources: must be a list of catalog source names")
+
+
+def _validate_optimization(trainer: TrainerConfig, where: str) -> None:
+    if trainer.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"{where}.trainer.optimizer: must be one of {list(OPTIMIZERS)}, "
+                          f"got {trainer.optimizer!r}")
+    if trainer.mixed_precision not in MIXED_PRECISION:
+        raise ConfigError(f"{where}.trainer.mixed_precision: must be one of {list(MIXED_PRECISION)}, "
+                          f"got {trainer.mixed_precision!r}")
+    if trainer.learning_rate <= 0:
+        raise ConfigError(f"{where}.trainer.learning_rate: must be positive")
+    if not 0 <= trainer.learning_rate_final <= trainer.learning_rate:
+        raise ConfigError(f"{where}.trainer.learning_rate_final: must be 0 (constant rate) or a rate "
+                          f"no higher than learning_rate, got {trainer.learning_rate_final!r}")
+    boundaries = trainer.decay_boundaries
+    if (not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 < b < 1 for b in boundaries)
+            or list(boundaries) != sorted(set(boundaries))):
+        raise ConfigError(f"{where}.trainer.decay_boundaries: must be increasing fractions of the run "
+                          f"between 0 and 1, got {boundaries!r}")
+    if trainer.warmup_steps < 0:
+        raise ConfigError(f"{where}.trainer.warmup_steps: must be 0 (no warm-up) or more")
 
 
 def to_dict(config: PipelineConfig) -> Dict[str, Any]:

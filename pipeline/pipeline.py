@@ -41,15 +41,16 @@ def _absolute(path: str) -> str:
 
 
 def backbone_handle(config: config_lib.PipelineConfig) -> str:
-    return _absolute(backbones.resolve_handle(
-        config.trainer.backbone, config.trainer.backbone_handle, config.local_hub_dir))
+    handle = backbones.resolve_handle(config.trainer.backbone, config.trainer.backbone_handle,
+                                      config.local_hub_dir)
+    return handle if handle in backbones.NAMED_WEIGHTS else _absolute(handle)
 
 
 def trainer_custom_config(config: config_lib.PipelineConfig) -> Dict[str, Any]:
     """What run_fn receives as custom_config (components/trainer/training.py)."""
     return {
         "trainer": dataclasses.asdict(config.trainer),
-        "image_size": config.transform.image_size,
+        "transform": dataclasses.asdict(config.transform),
         "backbone_handle": backbone_handle(config),
         "decision_threshold": config.evaluator.decision_threshold,
         "calibrate_threshold": config.evaluator.calibrate_threshold,

@@ -27,7 +27,9 @@ def pipeline_runs(tmp_path_factory):
         # A larger test share so that every source has test images.
         "splits": {"train": 40, "eval": 20, "test": 40},
         "transform": {"image_size": 32},
-        "trainer": {"epochs": 2, "batch_size": 8},
+        # Blur+JPEG on half the images, so the shared run also proves that
+        # training-only augmentation stays out of the served model.
+        "trainer": {"epochs": 2, "batch_size": 8, "augment_blur_jpeg_probability": 0.5},
         # Two epochs on a few dozen images prove the plumbing, not accuracy.
         "evaluator": {"min_auc": 0.0, "max_auc_drop": 1.0, "max_real_source_fpr": 1.0},
     })

@@ -76,11 +76,11 @@ def test_pushed_model_refuses_bytes_that_are_not_an_image(pipeline_runs):
 
 
 def test_serving_applies_no_augmentation(pipeline_runs):
-    """Trained with random flips, yet serving is deterministic and equals the bare model."""
+    """Trained with random flips, blur and JPEG, yet serving is deterministic and equals the bare model."""
     from fakeface.components.transform import preprocessing
 
     config, first, _ = pipeline_runs
-    assert config.trainer.augment_flip
+    assert config.trainer.augment_flip and config.trainer.augment_blur_jpeg_probability > 0
     image = sample_data.encode_jpeg(sample_data.render_image(sample_data.SOURCES[5], 1, 32, seed=4))
     served = tf.saved_model.load(first.pushed_destination).signatures["serving_default"]
     scores = [served(image_bytes=tf.constant([image]))[features.FAKE_PROBABILITY].numpy()[0]
@@ -89,3 +89,6 @@ def test_serving_applies_no_augmentation(pipeline_runs):
     keras_model = tf.keras.models.load_model(first.pushed_destination)
     direct = keras_model(preprocessing.decode_and_resize(tf.constant([image]), 32), training=False)
     assert float(direct.numpy().ravel()[0]) == pytest.approx(float(scores[0]), abs=1e-6)
+    graph = served.graph.as_graph_def()
+    ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}
+    assert not {op for op in ops if "Random" in op or op in ("EncodeJpeg", "ImageProjectiveTransformV3")}

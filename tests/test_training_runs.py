@@ -94,7 +94,3 @@ def test_class_weights_balance_the_classes():
     assert training.class_weights({1: 10}) is None
 
 
-def test_learning_rate_scales_with_the_global_batch():
-    base = {"learning_rate": 0.003, "batch_size": 512, "learning_rate_batch_size": 512}
-    assert training.scaled_learning_rate(base) == pytest.approx(0.003)
-    assert training.scaled_learning_rate(dict(base, batch_size=128)) == pytest.approx(0.00075)

@@ -9,7 +9,7 @@ import tensorflow_hub as hub
 from PIL import Image
 
 from fakeface import features
-from fakeface.components.trainer import backbones, model as model_lib, training
+from fakeface.components.trainer import augmentation, backbones, model as model_lib
 from fakeface.components.transform import preprocessing
 
 
@@ -30,7 +30,7 @@ def test_preprocessing_decodes_any_common_image_to_the_configured_size():
     ])
     out = preprocessing.preprocessing_fn(
         {features.IMAGE_BYTES: batch, features.LABEL: tf.constant([0, 1, 0, 1, 0], tf.int64)},
-        {"image_size": 32})
+        {"input_policy": "resize", "image_size": 32})
     images = out[features.IMAGE].numpy()
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.float32
     assert images.min() >= 0.0 and images.max() <= 1.0
@@ -86,8 +86,8 @@ def test_backbone_loads_through_tf_hub_and_fine_tunes(hub_handle):
     assert embedding.shape[0] == 2 and embedding.shape[1] > 0
     assert layer.trainable_weights
 
-    model = model_lib.build_model(hub_handle, image_size=32, trainable=True, dropout=0.0,
-                                  learning_rate=0.01)
+    model = model_lib.build_model(backbones.SMALL_CNN, hub_handle, image_size=32, trainable=True,
+                                  dropout=0.0, optimizer=tf.keras.optimizers.Adam(0.01))
     images = np.random.default_rng(2).random((8, 32, 32, 3)).astype(np.float32)
     labels = np.array([[0], [1]] * 4, np.float32)
     before = [w.numpy().copy() for w in model.trainable_weights]
@@ -97,8 +97,8 @@ def test_backbone_loads_through_tf_hub_and_fine_tunes(hub_handle):
 
 
 def test_model_with_hub_backbone_saves_and_reloads(hub_handle, tmp_path):
-    model = model_lib.build_model(hub_handle, image_size=32, trainable=True, dropout=0.0,
-                                  learning_rate=0.01)
+    model = model_lib.build_model(backbones.SMALL_CNN, hub_handle, image_size=32, trainable=True,
+                                  dropout=0.0, optimizer=tf.keras.optimizers.Adam(0.01))
     images = np.random.default_rng(3).random((4, 32, 32, 3)).astype(np.float32)
     model.save(str(tmp_path / "model"), save_format="tf")
     reloaded = tf.keras.models.load_model(str(tmp_path / "model"))
@@ -110,24 +110,39 @@ NO_AUGMENTATION = {"seed": 0, "augment_flip": False, "augment_rotation_degrees":
                    "augment_shift": 0.0, "augment_zoom": 0.0}
 
 
-def test_augmentation_changes_training_batches_only():
-    augmenter = training.make_augmenter(dict(NO_AUGMENTATION, augment_flip=True))
-    images = tf.constant(np.random.default_rng(4).random((16, 8, 8, 3)).astype(np.float32))
-    augmented = augmenter(images, training=True).numpy()
-    flipped = [np.allclose(a, i[:, ::-1]) and not np.allclose(a, i) for a, i in zip(augmented, images.numpy())]
-    assert 0 < sum(flipped) < 16, "about half of the images are mirrored"
-    np.testing.assert_array_equal(augmenter(images, training=False).numpy(), images.numpy())
+def _augment(trainer_config, images, index=0):
+    return augmentation.make_geometric(trainer_config)(tf.constant(index, tf.int64), images).numpy()
 
-    none = training.make_augmenter(NO_AUGMENTATION)
-    np.testing.assert_array_equal(none(images, training=True).numpy(), images.numpy())
+
+def test_flips_mirror_about_half_of_the_images_exactly():
+    images = tf.constant(np.random.default_rng(4).random((16, 8, 8, 3)).astype(np.float32))
+    flips = dict(NO_AUGMENTATION, augment_flip=True)
+    augmented = _augment(flips, images)
+    flipped = [np.array_equal(a, i[:, ::-1]) for a, i in zip(augmented, images.numpy())]
+    unchanged = [np.array_equal(a, i) for a, i in zip(augmented, images.numpy())]
+    assert all(f or u for f, u in zip(flipped, unchanged)), "mirrored exactly, never resampled"
+    assert 0 < sum(flipped) < 16, "about half of the images are mirrored"
+    np.testing.assert_array_equal(_augment(flips, images), augmented)  # repeatable
+    assert not np.array_equal(_augment(flips, images, index=1), augmented)  # new draws per batch
+    assert augmentation.make_geometric(NO_AUGMENTATION) is None
 
 
 @pytest.mark.parametrize("knob, value", [
     ("augment_rotation_degrees", 45.0), ("augment_shift", 0.15), ("augment_zoom", 0.5)])
-def test_the_notes_geometric_augmentations_apply_in_training_only(knob, value):
-    augmenter = training.make_augmenter(dict(NO_AUGMENTATION, **{knob: value}))
+def test_the_notes_geometric_augmentations_change_every_image(knob, value):
     images = tf.constant(np.random.default_rng(6).random((8, 24, 24, 3)).astype(np.float32))
-    augmented = augmenter(images, training=True).numpy()
+    augmented = _augment(dict(NO_AUGMENTATION, **{knob: value}), images)
     assert augmented.shape == images.shape
     assert sum(not np.allclose(a, i) for a, i in zip(augmented, images.numpy())) >= 6
-    np.testing.assert_array_equal(augmenter(images, training=False).numpy(), images.numpy())
+    assert augmented.min() >= 0.0 and augmented.max() <= 1.0
+
+
+def test_the_notes_policy_is_one_resampling_that_keeps_content_in_place():
+    """A point at the centre stays there under zoom and rotation (about the centre) without shifts."""
+    image = np.zeros((1, 25, 25, 3), np.float32)
+    image[0, 10:15, 10:15] = 1.0
+    policy = dict(NO_AUGMENTATION, augment_flip=True, augment_rotation_degrees=45.0, augment_zoom=0.5)
+    for index in range(5):
+        augmented = _augment(policy, tf.constant(image), index)[0, ..., 0]
+        assert augmented[12, 12] == pytest.approx(1.0)
+        assert augmented[0, 0] == 0.0 and 0 < augmented.sum()

@@ -1,8 +1,10 @@
-"""Backbones the Trainer fine-tunes, each loaded through a TF Hub handle.
+"""Backbones the Trainer fine-tunes.
 
-A handle may be a tfhub.dev / Kaggle URL, a bucket path or a local SavedModel
-folder; hub.KerasLayer takes all three. Every backbone maps float32 images
-[batch, height, width, 3] in [0, 1] to a feature vector [batch, dim].
+small-cnn and bit-m-r50x1 load through a TF Hub handle: a tfhub.dev / Kaggle
+URL, a bucket path or a local SavedModel folder; hub.KerasLayer takes all
+three. xception is built in-process from Keras applications, its "handle"
+naming its weights. Every backbone maps float32 images [batch, height, width,
+3] in [0, 1] to a feature vector [batch, dim].
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ class Backbone:
     # backbone that is built locally (see `export_small_cnn`).
     default_handle: str
     description: str
+    # Built in-process by Keras rather than loaded through hub.KerasLayer.
+    in_process: bool = False
 
 
 SMALL_CNN = "small-cnn"
 BIT_M_R50X1 = "bit-m-r50x1"
+XCEPTION = "xception"
+# Weights an in-process backbone takes by name rather than by path.
+NAMED_WEIGHTS = ("imagenet", "none")
 
 BACKBONES: Dict[str, Backbone] = {
     SMALL_CNN: Backbone(
@@ -32,6 +39,10 @@ BACKBONES: Dict[str, Backbone] = {
     BIT_M_R50X1: Backbone(
         BIT_M_R50X1, "https://tfhub.dev/google/bit/m-r50x1/1",
         "BiT-M ResNet50x1 pre-trained on ImageNet-21k, the founding notes' best model."),
+    XCEPTION: Backbone(
+        XCEPTION, "imagenet",
+        "Keras' Xception, the founding notes' first model: ImageNet weights downloaded by Keras, "
+        "a weights .h5 file, or none.", in_process=True),
 }
 
 
@@ -75,6 +86,19 @@ def build_small_cnn(seed: int = 0, width: int = 32):
         keras.layers.GlobalAveragePooling2D(name="mean_pool")(x),
         keras.layers.GlobalMaxPooling2D(name="max_pool")(x)])
     return keras.Model(inputs, pooled, name=SMALL_CNN)
+
+
+def build_xception(weights: str, image_size: int):
+    """Xception without its top, average-pooled to [batch, 2048]; takes [-1, 1] pixels.
+
+    `weights` is "imagenet" (Keras downloads them; not possible air-gapped),
+    the path of a weights .h5 file saved from such a model, or "none".
+    """
+    import tensorflow as tf
+
+    return tf.keras.applications.Xception(
+        include_top=False, pooling="avg", weights=None if weights == "none" else weights,
+        input_shape=(image_size, image_size, 3))
 
 
 def export_small_cnn(path: str, seed: int = 0) -> str:

@@ -9,18 +9,38 @@ import tensorflow_hub as hub
 import tensorflow_transform as tft
 
 from fakeface import features
+from fakeface.components.trainer import backbones
 
 
-def build_model(handle: str, image_size: int, trainable: bool, dropout: float,
-                learning_rate: float) -> tf.keras.Model:
-    """Backbone from `handle` plus a one-unit sigmoid head: P(fake)."""
+def build_model(backbone: str, handle: str, image_size: int, trainable: bool, dropout: float,
+                optimizer: tf.keras.optimizers.Optimizer) -> tf.keras.Model:
+    """The named backbone plus a one-unit sigmoid head: P(fake).
+
+    Built under the global mixed-precision policy, if one is set; the head
+    computes in float32 either way, so probabilities and the loss stay
+    float32.
+    """
     images = tf.keras.Input(shape=(image_size, image_size, 3), name=features.IMAGE)
-    embedding = hub.KerasLayer(handle, trainable=trainable, name="backbone")(images)
+    if backbones.BACKBONES[backbone].in_process:
+        base = backbones.build_xception(handle, image_size)
+        base.trainable = trainable
+        pixels = tf.keras.layers.Rescaling(2.0, offset=-1.0, name="xception_preprocessing")(images)
+        # Batch norm stays in inference mode even while its weights are
+        # fine-tuned: small, single-class-heavy batches would otherwise
+        # replace the pre-trained moving statistics, and train-mode and
+        # inference-mode outputs drift apart. That is the usual cause of a
+        # fine-tuned Xception stuck at 50% (README, "Trainer").
+        embedding = base(pixels, training=False)
+    else:
+        # Hub SavedModels were traced in float32: the layer must not cast its
+        # input to a mixed-precision compute dtype.
+        embedding = hub.KerasLayer(handle, trainable=trainable, dtype="float32", name="backbone")(images)
     embedding = tf.keras.layers.Dropout(dropout, name="dropout")(embedding)
-    probability = tf.keras.layers.Dense(1, activation="sigmoid", name=features.FAKE_PROBABILITY)(embedding)
+    probability = tf.keras.layers.Dense(1, activation="sigmoid", dtype="float32",
+                                        name=features.FAKE_PROBABILITY)(embedding)
     model = tf.keras.Model(images, probability, name="fakeface")
     model.compile(
-        optimizer=tf.keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=optimizer,
         loss=tf.keras.losses.BinaryCrossentropy(),
         metrics=[tf.keras.metrics.BinaryAccuracy(name="accuracy"), tf.keras.metrics.AUC(name="auc")])
     return model
@@ -43,9 +63,21 @@ def decision_score(probability: tf.Tensor, threshold: float) -> tf.Tensor:
     return tf.where(p > t, above, below)
 
 
+def fake_probability(model: tf.keras.Model, images: tf.Tensor) -> tf.Tensor:
+    """P(fake) per image, [batch], from transformed images of either input policy.
+
+    [batch, size, size, 3] ("resize") is scored as it is; [batch, tiles, crop,
+    crop, 3] ("crop") scores every tile and averages the tiles' probabilities.
+    """
+    if images.shape.rank == 5:
+        per_tile = model(tf.reshape(images, [-1, *images.shape[2:]]), training=False)
+        return tf.reduce_mean(tf.reshape(per_tile, [-1, images.shape[1]]), axis=1)
+    return tf.reshape(model(images, training=False), [-1])
+
+
 def _outputs(model: tf.keras.Model, images: tf.Tensor, threshold: float,
              model_version: str) -> Dict[str, tf.Tensor]:
-    probability = tf.reshape(model(images, training=False), [-1])
+    probability = fake_probability(model, images)
     batch = tf.shape(probability)
     return {
         features.FAKE_PROBABILITY: probability,

@@ -24,37 +24,40 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from fakeface import features, metrics
+from fakeface.components.trainer import augmentation, optimization
 from fakeface.components.trainer import model as model_lib
+from fakeface.components.transform import preprocessing
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
-def make_augmenter(trainer_config: Dict[str, Any]) -> tf.keras.Sequential:
-    """Training-only augmentation of a batch of [0, 1] images, as configured.
+def model_input_size(transform_config: Dict[str, Any]) -> int:
+    """The side of the square images the model takes, under the input policy."""
+    if transform_config["input_policy"] == "crop":
+        return int(transform_config["crop_size"])
+    return int(transform_config["image_size"])
 
-    Built once, outside the input pipeline's traced functions, because its
-    layers own random-generator state.
-    """
-    seed = int(trainer_config["seed"])
-    layers = []
-    if trainer_config["augment_flip"]:
-        layers.append(tf.keras.layers.RandomFlip("horizontal", seed=seed))
-    if trainer_config["augment_rotation_degrees"]:
-        layers.append(tf.keras.layers.RandomRotation(
-            trainer_config["augment_rotation_degrees"] / 360.0, fill_mode="nearest", seed=seed + 1))
-    if trainer_config["augment_shift"]:
-        shift = trainer_config["augment_shift"]
-        layers.append(tf.keras.layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed + 2))
-    if trainer_config["augment_zoom"]:
-        zoom = trainer_config["augment_zoom"]
-        layers.append(tf.keras.layers.RandomZoom((-zoom, zoom), fill_mode="nearest", seed=seed + 3))
-    return tf.keras.Sequential(layers, name="augmentation")
+
+def random_crop(index: tf.Tensor, image: tf.Tensor, size: int, seed: int) -> tf.Tensor:
+    """One crop of `size` at native resolution, where (seed, index) decides."""
+    image = preprocessing.pad_to_at_least(image, size)
+    return tf.image.stateless_random_crop(
+        image, [size, size, 3], seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]))
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
              tf_transform_output: tft.TFTransformOutput, batch_size: int, training: bool,
-             trainer_config: Dict[str, Any]) -> tf.data.Dataset:
-    """Batches of (images, labels); shuffled and augmented only when training."""
+             config: Dict[str, Any], per_image: bool = False) -> tf.data.Dataset:
+    """Batches of (images [batch, side, side, 3], labels); shuffled and augmented only when training.
+
+    Under the "crop" input policy, training takes one random native-resolution
+    crop per image, decoded from the raw bytes by the Transform code; the
+    evaluation data is the Transform graph's deterministic tiles, each scored
+    as an example of its image's label (served, the tiles' probabilities are
+    averaged per image instead). `per_image` keeps each image's tiles
+    together, [batch, tiles, side, side, 3], for scoring as served.
+    """
+    trainer_config, transform_config = config["trainer"], config["transform"]
     seed = int(trainer_config["seed"])
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
@@ -66,18 +69,41 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
         tf_transform_output.raw_metadata.schema)
     if trainer_config["train_sources"]:
         dataset = only_sources(dataset, trainer_config["train_sources"], batch_size)
-    tft_layer = tf_transform_output.transform_features_layer()
+    blur_jpeg = augmentation.make_blur_jpeg(trainer_config) if training else None
+    crop = transform_config["input_policy"] == "crop"
 
-    def transform(raw: Dict[str, tf.Tensor]):
-        transformed = tft_layer({features.IMAGE_BYTES: raw[features.IMAGE_BYTES],
-                                 features.LABEL: raw[features.LABEL]})
-        return transformed[features.IMAGE], tf.reshape(transformed[features.LABEL], [-1, 1])
+    if training and crop:
+        size = model_input_size(transform_config)
+        dataset = dataset.map(lambda raw: (tf.reshape(raw[features.IMAGE_BYTES], [-1]),
+                                           tf.reshape(raw[features.LABEL], [-1, 1])))
 
-    dataset = dataset.map(transform, num_parallel_calls=_AUTOTUNE)
-    if training:
-        augmenter = make_augmenter(trainer_config)
-        dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
-                              num_parallel_calls=_AUTOTUNE)
+        def crop_one(index, example):
+            encoded, label = example
+            image = random_crop(index, preprocessing.decode(encoded), size, seed)
+            return (blur_jpeg(index, image) if blur_jpeg else image), label
+
+        dataset = dataset.unbatch().enumerate().map(crop_one, num_parallel_calls=_AUTOTUNE).batch(batch_size)
+    else:
+        tft_layer = tf_transform_output.transform_features_layer()
+
+        def transform(raw: Dict[str, tf.Tensor]):
+            transformed = tft_layer({features.IMAGE_BYTES: raw[features.IMAGE_BYTES],
+                                     features.LABEL: raw[features.LABEL]})
+            images, labels = transformed[features.IMAGE], tf.reshape(transformed[features.LABEL], [-1, 1])
+            if images.shape.rank == 5 and not per_image:  # tiles: one example per tile
+                labels = tf.repeat(labels, images.shape[1], axis=0)
+                images = tf.reshape(images, [-1, *images.shape[2:]])
+            return images, labels
+
+        dataset = dataset.map(transform, num_parallel_calls=_AUTOTUNE)
+        if blur_jpeg:
+            dataset = dataset.unbatch().enumerate().map(
+                lambda index, example: (blur_jpeg(index, example[0]), example[1]),
+                num_parallel_calls=_AUTOTUNE).batch(batch_size)
+    geometric = augmentation.make_geometric(trainer_config) if training else None
+    if geometric:
+        dataset = dataset.enumerate().map(lambda index, batch: (geometric(index, batch[0]), batch[1]),
+                                          num_parallel_calls=_AUTOTUNE)
     return dataset.prefetch(_AUTOTUNE)
 
 
@@ -100,10 +126,31 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def scaled_learning_rate(trainer_config: Dict[str, Any]) -> float:
-    """The linear scaling rule: the configured rate is for learning_rate_batch_size."""
-    return (float(trainer_config["learning_rate"]) * int(trainer_config["batch_size"])
-            / int(trainer_config["learning_rate_batch_size"]))
+def precision_policy(setting: str) -> str:
+    """The Keras dtype policy for trainer.mixed_precision (see pipeline/config.py)."""
+    if setting == "on" or (setting == "auto" and tf.config.list_logical_devices("GPU")):
+        return "mixed_float16"
+    return "float32"
+
+
+def create_model(config: Dict[str, Any], total_steps: int, strategy: tf.distribute.Strategy
+                 ) -> tf.keras.Model:
+    """The compiled model run_fn trains: backbone, precision and optimizer as configured."""
+    trainer_config = config["trainer"]
+    previous = tf.keras.mixed_precision.global_policy()
+    # Layers keep the policy they were built with; the global one is restored
+    # so that nothing built later in this process inherits it.
+    tf.keras.mixed_precision.set_global_policy(precision_policy(trainer_config["mixed_precision"]))
+    try:
+        with strategy.scope():
+            return model_lib.build_model(
+                backbone=trainer_config["backbone"], handle=config["backbone_handle"],
+                image_size=model_input_size(config["transform"]),
+                trainable=bool(trainer_config["backbone_trainable"]),
+                dropout=float(trainer_config["dropout"]),
+                optimizer=optimization.make_optimizer(trainer_config, total_steps))
+    finally:
+        tf.keras.mixed_precision.set_global_policy(previous)
 
 
 def count_labels(file_patterns: List[str], sources: Optional[List[str]] = None) -> Dict[int, int]:
@@ -135,7 +182,7 @@ def choose_threshold(model: tf.keras.Model, evaluation: tf.data.Dataset,
         return {"threshold": fixed, "method": "fixed"}
     labels, scores = [], []
     for images, batch_labels in evaluation:
-        scores.append(tf.reshape(model(images, training=False), [-1]).numpy())
+        scores.append(model_lib.fake_probability(model, images).numpy())
         labels.append(tf.reshape(batch_labels, [-1]).numpy())
     labels, scores = np.concatenate(labels), np.concatenate(scores)
     real = scores[labels == features.REAL]
@@ -211,18 +258,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(trainer_config["batch_size"])
     train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
-                     batch_size, True, trainer_config)
+                     batch_size, True, config)
     evaluation = input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
-                          batch_size, False, trainer_config)
+                          batch_size, False, config)
+    label_counts = count_labels(fn_args.train_files, trainer_config["train_sources"])
+    if len(label_counts) < 2:
+        raise ValueError(f"the training split of sources {trainer_config['train_sources'] or 'all'} "
+                         f"holds only {label_counts}: a detector needs real and fake images")
+    steps_per_epoch = max(1, math.ceil(sum(label_counts.values()) / batch_size))
+    epochs = int(trainer_config["epochs"])
 
     strategy = distribution_strategy(trainer_config["strategy"])
     logging.info("Training on %d replica(s), global batch %d", strategy.num_replicas_in_sync, batch_size)
-    with strategy.scope():
-        model = model_lib.build_model(
-            handle=config["backbone_handle"], image_size=int(config["image_size"]),
-            trainable=bool(trainer_config["backbone_trainable"]),
-            dropout=float(trainer_config["dropout"]),
-            learning_rate=scaled_learning_rate(trainer_config))
+    model = create_model(config, epochs * steps_per_epoch, strategy)
     model.summary(print_fn=logging.info)
 
     checkpoints = checkpoint_dir(fn_args)
@@ -239,14 +287,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         callbacks.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=int(trainer_config["early_stopping_patience"]),
             restore_best_weights=True))
-    label_counts = count_labels(fn_args.train_files, trainer_config["train_sources"])
-    if len(label_counts) < 2:
-        raise ValueError(f"the training split of sources {trainer_config['train_sources'] or 'all'} "
-                         f"holds only {label_counts}: a detector needs real and fake images")
     weights = class_weights(label_counts) if trainer_config["class_weights"] else None
-    steps_per_epoch = max(1, math.ceil(sum(label_counts.values()) / batch_size))
     logging.info("Training examples by label: %s; class weights: %s", label_counts, weights)
-    history = model.fit(train, validation_data=evaluation, epochs=int(trainer_config["epochs"]),
+    history = model.fit(train, validation_data=evaluation, epochs=epochs,
                         steps_per_epoch=steps_per_epoch, class_weight=weights, verbose=2,
                         callbacks=callbacks)
     curves_csv = os.path.join(fn_args.model_run_dir, "training_curves.csv")
@@ -255,16 +298,24 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf.io.gfile.remove(history_csv)
     save_curves(curves_csv, os.path.join(fn_args.model_run_dir, "training_curves.png"))
 
-    decision = choose_threshold(model, evaluation, config)
+    # Scored per image as served, tiles averaged, not per tile as validated.
+    decision = choose_threshold(model, input_fn(fn_args.eval_files, fn_args.data_accessor, tf_transform_output,
+                                                batch_size, False, config, per_image=True), config)
     model_version = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     signatures = model_lib.serving_signatures(
         model, tf_transform_output, decision["threshold"], model_version)
-    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures)
+    # Without the optimizer: serving and evaluation never need it, its slots
+    # would double or triple the export, and its schedule is a fakeface class
+    # that tf.keras.models.load_model could not rebuild where fakeface is not
+    # imported. Resuming uses the checkpoints, not this export.
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
 
     # What was trained, and how, travels with the model.
     record = {"model_version": model_version, "config": config, "class_weights": weights,
               "decision": decision,
               "replicas": strategy.num_replicas_in_sync,
+              "optimizer": optimization.optimizer_kind(trainer_config["optimizer"], trainer_config["backbone"]),
+              "precision_policy": precision_policy(trainer_config["mixed_precision"]),
               "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
     extra_dir = os.path.join(fn_args.serving_model_dir, "assets.extra")
     tf.io.gfile.makedirs(extra_dir)

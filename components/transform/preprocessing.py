@@ -1,8 +1,8 @@
 """Transform's preprocessing_fn: encoded image bytes to model-ready pixels.
 
 This graph is exported with the transform output and travels inside the
-served SavedModel, so training, evaluation and serving decode and resize every
-image the same way. It must stay free of randomness: augmentation belongs to
+served SavedModel, so training, evaluation and serving decode, resize or tile
+every image the same way (transform.input_policy). It must stay free of randomness: augmentation belongs to
 the Trainer's training input only.
 """
 
@@ -54,31 +54,87 @@ def header_pixels(encoded: tf.Tensor) -> tf.Tensor:
     ], default=lambda: tf.constant(0, tf.int64), exclusive=True)
 
 
-def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-    """Decodes a batch of encoded images to float32 [batch, size, size, 3] in [0, 1].
+def decode(encoded: tf.Tensor) -> tf.Tensor:
+    """Decodes one encoded image to float32 [height, width, 3] in [0, 1], at its own size.
 
-    JPEG, PNG, GIF (first frame) and BMP of any size are taken; grayscale and
-    alpha are brought to RGB. Bytes that are not an image, or an image over
-    MAX_PIXELS by its header, fail the whole call with an InvalidArgument
-    error, so a corrupt input is never scored.
+    JPEG, PNG, GIF (first frame) and BMP are taken; grayscale and alpha are
+    brought to RGB. Bytes that are not an image, or an image over MAX_PIXELS
+    by its header, fail with an InvalidArgument error, so a corrupt input is
+    never scored.
     """
+    within_limit = tf.debugging.assert_less_equal(
+        header_pixels(encoded), tf.constant(MAX_PIXELS, tf.int64),
+        message=f"image has more than {MAX_PIXELS} pixels")
+    with tf.control_dependencies([within_limit]):
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+    """A batch of encoded images of any size as float32 [batch, size, size, 3] in [0, 1]."""
     def decode_one(encoded: tf.Tensor) -> tf.Tensor:
-        within_limit = tf.debugging.assert_less_equal(
-            header_pixels(encoded), tf.constant(MAX_PIXELS, tf.int64),
-            message=f"image has more than {MAX_PIXELS} pixels")
-        with tf.control_dependencies([within_limit]):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        image = tf.image.convert_image_dtype(image, tf.float32)
-        image = tf.image.resize(image, [image_size, image_size], antialias=True)
+        image = tf.image.resize(decode(encoded), [image_size, image_size], antialias=True)
         return tf.clip_by_value(image, 0.0, 1.0)
 
     return tf.map_fn(decode_one, tf.reshape(image_bytes, [-1]),
                      fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
+def pad_to_at_least(image: tf.Tensor, size: int) -> tf.Tensor:
+    """Zero-pads an [h, w, 3] image, centred, so that both sides are at least `size`.
+
+    Padding, not enlarging: interpolation would add the very up-sampling
+    traces the detector learns to call fake.
+    """
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    target_height, target_width = tf.maximum(height, size), tf.maximum(width, size)
+    return tf.image.pad_to_bounding_box(image, (target_height - height) // 2, (target_width - width) // 2,
+                                        target_height, target_width)
+
+
+def _offsets(length: tf.Tensor, size: int, count: int):
+    """Where `count` crops of `size` start along a side of `length`: centred, or corner to corner."""
+    if count == 1:
+        return [(length - size) // 2]
+    span = tf.cast(length - size, tf.float32)
+    return [tf.cast(tf.round(span * i / (count - 1)), tf.int32) for i in range(count)]
+
+
+def tiles(image: tf.Tensor, crop_size: int, tiles_per_side: int) -> tf.Tensor:
+    """The deterministic crops of one image: [tiles_per_side ** 2, size, size, 3], row by row.
+
+    1 per side is the centre crop; n > 1 an n x n grid from corner to corner,
+    overlapping when the crops together are wider than the image.
+    """
+    image = pad_to_at_least(image, crop_size)
+    tops = _offsets(tf.shape(image)[0], crop_size, tiles_per_side)
+    lefts = _offsets(tf.shape(image)[1], crop_size, tiles_per_side)
+    return tf.stack([image[top:top + crop_size, left:left + crop_size] for top in tops for left in lefts])
+
+
+def decode_and_tile(image_bytes: tf.Tensor, crop_size: int, tiles_per_side: int) -> tf.Tensor:
+    """A batch of encoded images as float32 [batch, tiles, size, size, 3] at native resolution."""
+    count = tiles_per_side ** 2
+    return tf.map_fn(lambda encoded: tiles(decode(encoded), crop_size, tiles_per_side),
+                     tf.reshape(image_bytes, [-1]),
+                     fn_output_signature=tf.TensorSpec([count, crop_size, crop_size, 3], tf.float32))
+
+
+def model_images(image_bytes: tf.Tensor, transform_config: Dict[str, Any]) -> tf.Tensor:
+    """Model input under transform.input_policy (pipeline/config.py).
+
+    "resize": [batch, size, size, 3]. "crop": [batch, tiles, crop, crop, 3],
+    whose probabilities the model averages per image (components/trainer/model.py).
+    """
+    if transform_config["input_policy"] == "crop":
+        return decode_and_tile(image_bytes, int(transform_config["crop_size"]),
+                               int(transform_config["crop_tiles_per_side"]))
+    return decode_and_resize(image_bytes, int(transform_config["image_size"]))
+
+
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, Any]:
     """TFT entry point; `custom_config` carries the pipeline's transform settings."""
     return {
-        features.IMAGE: decode_and_resize(inputs[features.IMAGE_BYTES], int(custom_config["image_size"])),
+        features.IMAGE: model_images(inputs[features.IMAGE_BYTES], custom_config),
         features.LABEL: inputs[features.LABEL],
     }
