@@ -17,6 +17,17 @@ from typing import Any, Callable, Dict, Optional
 import tensorflow as tf
 
 
+# What each stateless draw is for. Folded into its key so that the draws of
+# different purposes for the same position in the stream are independent.
+CROP, BLUR_JPEG, GEOMETRIC = 1, 2, 3
+
+
+def stream_seed(seed: int, index: tf.Tensor, purpose: int) -> tf.Tensor:
+    """The stateless key of one purpose's draws at position `index` of the stream."""
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+    return tf.random.experimental.stateless_fold_in(key, purpose)
+
+
 def make_geometric(trainer_config: Dict[str, Any]
                    ) -> Optional[Callable[[tf.Tensor, tf.Tensor], tf.Tensor]]:
     """f(index, images) for a batch [b, h, w, 3] of [0, 1] images; None when all is off.
@@ -43,8 +54,8 @@ def make_geometric(trainer_config: Dict[str, Any]
     def geometric(index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
         batch = tf.shape(images)[0]
         height, width = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
-        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
-        draws = tf.random.stateless_uniform([batch, 5], key, minval=-1.0, maxval=1.0)
+        draws = tf.random.stateless_uniform([batch, 5], stream_seed(seed, index, GEOMETRIC),
+                                            minval=-1.0, maxval=1.0)
         mirror = tf.where(draws[:, 0] < 0, -1.0, 1.0) if flip else tf.ones([batch])
         if not (rotation or shift or zoom):
             return tf.where(tf.reshape(mirror < 0, [-1, 1, 1, 1]), tf.reverse(images, axis=[2]), images)
@@ -109,8 +120,7 @@ def make_blur_jpeg(trainer_config: Dict[str, Any]
 
     def blur_jpeg(index: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
         shape = image.shape
-        seeds = tf.random.experimental.stateless_split(
-            tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]), num=2)
+        seeds = tf.random.experimental.stateless_split(stream_seed(seed, index, BLUR_JPEG), num=2)
         draws = tf.random.stateless_uniform([3], seeds[0])
         quality = tf.random.stateless_uniform([], seeds[1], minval=quality_min, maxval=quality_max + 1,
                                               dtype=tf.int32)

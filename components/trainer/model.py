@@ -28,7 +28,7 @@ def build_model(backbone: str, handle: str, image_size: int, trainable: bool, dr
         # Batch norm stays in inference mode even while its weights are
         # fine-tuned: small, single-class-heavy batches would otherwise
         # replace the pre-trained moving statistics, and train-mode and
-        # inference-mode outputs drift apart. That is the usual cause of a
+        # inference-mode outputs drift apart. That is a common cause of a
         # fine-tuned Xception stuck at 50% (README, "Trainer").
         embedding = base(pixels, training=False)
     else:

@@ -42,7 +42,7 @@ def random_crop(index: tf.Tensor, image: tf.Tensor, size: int, seed: int) -> tf.
     """One crop of `size` at native resolution, where (seed, index) decides."""
     image = preprocessing.pad_to_at_least(image, size)
     return tf.image.stateless_random_crop(
-        image, [size, size, 3], seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]))
+        image, [size, size, 3], seed=augmentation.stream_seed(seed, index, augmentation.CROP))
 
 
 def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor,
