@@ -375,15 +375,18 @@ def _deep_merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:
     return merged
 
 
+def _one_of(value: str, allowed, key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: must be one of {list(allowed)}, got {value!r}")
+
+
 def validate(config: PipelineConfig, where: str = "config") -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", config.pipeline_name):
         raise ConfigError(f"{where}.pipeline_name: {config.pipeline_name!r} must match "
                           "[a-z0-9][a-z0-9-]{0,127} (Kubeflow's rule)")
     if not all(isinstance(arg, str) for arg in config.beam_pipeline_args):
         raise ConfigError(f"{where}.beam_pipeline_args: must be a list of strings")
-    if config.evaluator.baseline not in BASELINES:
-        raise ConfigError(f"{where}.evaluator.baseline: must be one of {list(BASELINES)}, "
-                          f"got {config.evaluator.baseline!r}")
+    _one_of(config.evaluator.baseline, BASELINES, f"{where}.evaluator.baseline")
     if config.code_source not in ("module_file", "installed"):
         raise ConfigError(f"{where}.code_source: must be 'module_file' or 'installed', "
                           f"got {config.code_source!r}")
@@ -397,17 +400,13 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}.ingest: min_side must be at least 1 and max_pixels at least min_side squared")
     if config.transform.image_size < 16:
         raise ConfigError(f"{where}.transform.image_size: must be at least 16 pixels")
-    if config.transform.input_policy not in INPUT_POLICIES:
-        raise ConfigError(f"{where}.transform.input_policy: must be one of {list(INPUT_POLICIES)}, "
-                          f"got {config.transform.input_policy!r}")
+    _one_of(config.transform.input_policy, INPUT_POLICIES, f"{where}.transform.input_policy")
     if config.transform.crop_size < 16 or config.transform.crop_tiles_per_side < 1:
         raise ConfigError(f"{where}.transform: crop_size must be at least 16 pixels and "
                           "crop_tiles_per_side at least 1")
     if config.trainer.batch_size < 1 or config.trainer.epochs < 1:
         raise ConfigError(f"{where}.trainer: batch_size and epochs must be at least 1")
-    if config.trainer.strategy not in STRATEGIES:
-        raise ConfigError(f"{where}.trainer.strategy: must be one of {list(STRATEGIES)}, "
-                          f"got {config.trainer.strategy!r}")
+    _one_of(config.trainer.strategy, STRATEGIES, f"{where}.trainer.strategy")
     if config.trainer.learning_rate_batch_size < 1 or config.trainer.checkpoint_every_steps < 1:
         raise ConfigError(f"{where}.trainer: learning_rate_batch_size and checkpoint_every_steps "
                           "must be at least 1")
@@ -452,12 +451,8 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
 
 
 def _validate_optimization(trainer: TrainerConfig, where: str) -> None:
-    if trainer.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"{where}.trainer.optimizer: must be one of {list(OPTIMIZERS)}, "
-                          f"got {trainer.optimizer!r}")
-    if trainer.mixed_precision not in MIXED_PRECISION:
-        raise ConfigError(f"{where}.trainer.mixed_precision: must be one of {list(MIXED_PRECISION)}, "
-                          f"got {trainer.mixed_precision!r}")
+    _one_of(trainer.optimizer, OPTIMIZERS, f"{where}.trainer.optimizer")
+    _one_of(trainer.mixed_precision, MIXED_PRECISION, f"{where}.trainer.mixed_precision")
     if trainer.learning_rate <= 0:
         raise ConfigError(f"{where}.trainer.learning_rate: must be positive")
     if not 0 <= trainer.learning_rate_final <= trainer.learning_rate:
