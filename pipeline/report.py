@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import functools
 import hashlib
 import html
 import io
@@ -55,11 +56,12 @@ class Report:
     settings: Dict[str, Any]  # the robustness and TTA settings used
     training_curves_png: Optional[bytes] = None
 
-    @property
+    # Derived once: the page, the JSON and the CSVs each read them several times.
+    @functools.cached_property
     def sources(self) -> List[Dict[str, Any]]:
         return source_rows(self.predictions, self.threshold, self.columns)
 
-    @property
+    @functools.cached_property
     def overall(self) -> Dict[str, Any]:
         return overall_metrics(self.predictions, self.threshold)
 
@@ -174,11 +176,15 @@ def downscale(data: bytes, factor: float) -> bytes:
     return buffer.getvalue()
 
 
-def _score(backend, images: Sequence[bytes], batch_size: int = 32) -> List[float]:
-    scores: List[float] = []
+def _predict(backend, images: Sequence[bytes], batch_size: int = 32) -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
     for start in range(0, len(images), batch_size):
-        scores.extend(float(r[features.FAKE_PROBABILITY]) for r in backend.predict(images[start:start + batch_size]))
-    return scores
+        rows.extend(backend.predict(images[start:start + batch_size]))
+    return rows
+
+
+def _score(backend, images: Sequence[bytes]) -> List[float]:
+    return [float(r[features.FAKE_PROBABILITY]) for r in _predict(backend, images)]
 
 
 def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any]) -> Dict[str, Any]:
@@ -194,8 +200,9 @@ def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any
     backend = client.InProcessBackend(model_dir)
     records = _test_records(examples_uri)
     originals = [r[features.IMAGE_BYTES] for r in records]
-    first = backend.predict(originals[:1])[0] if originals else {}
-    columns = {ORIGINAL: _score(backend, originals)}
+    rows = _predict(backend, originals)
+    first = rows[0] if rows else {}
+    columns = {ORIGINAL: [float(r[features.FAKE_PROBABILITY]) for r in rows]}
     quality = evaluator.get("robustness_jpeg_quality") or []
     if quality:
         columns[JPEG] = _score(backend, [

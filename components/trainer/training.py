@@ -82,7 +82,7 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
             image = random_crop(index, preprocessing.decode(encoded), size, seed)
             return (blur_jpeg(index, image) if blur_jpeg else image), label
 
-        dataset = dataset.unbatch().enumerate().map(crop_one, num_parallel_calls=_AUTOTUNE).batch(batch_size)
+        dataset = _per_image(dataset, crop_one, batch_size)
     else:
         tft_layer = tf_transform_output.transform_features_layer()
 
@@ -97,14 +97,18 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
 
         dataset = dataset.map(transform, num_parallel_calls=_AUTOTUNE)
         if blur_jpeg:
-            dataset = dataset.unbatch().enumerate().map(
-                lambda index, example: (blur_jpeg(index, example[0]), example[1]),
-                num_parallel_calls=_AUTOTUNE).batch(batch_size)
+            dataset = _per_image(dataset, lambda index, example: (blur_jpeg(index, example[0]), example[1]),
+                                 batch_size)
     geometric = augmentation.make_geometric(trainer_config) if training else None
     if geometric:
         dataset = dataset.enumerate().map(lambda index, batch: (geometric(index, batch[0]), batch[1]),
                                           num_parallel_calls=_AUTOTUNE)
     return dataset.prefetch(_AUTOTUNE)
+
+
+def _per_image(dataset: tf.data.Dataset, fn, batch_size: int) -> tf.data.Dataset:
+    """Batches re-formed after fn(index, (image, label)) ran on each image, index its place in the stream."""
+    return dataset.unbatch().enumerate().map(fn, num_parallel_calls=_AUTOTUNE).batch(batch_size)
 
 
 def only_sources(dataset: tf.data.Dataset, sources: List[str], batch_size: int) -> tf.data.Dataset:

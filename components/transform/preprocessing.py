@@ -2,8 +2,8 @@
 
 This graph is exported with the transform output and travels inside the
 served SavedModel, so training, evaluation and serving decode, resize or tile
-every image the same way (transform.input_policy). It must stay free of randomness: augmentation belongs to
-the Trainer's training input only.
+every image the same way (transform.input_policy). It must stay free of
+randomness: augmentation belongs to the Trainer's training input only.
 """
 
 from typing import Any, Dict
