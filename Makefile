@@ -15,7 +15,7 @@ PIP_INSTALL := $(BIN)/python -m pip install -qq --disable-pip-version-check --no
 export TF_USE_LEGACY_KERAS := 1
 export PYTHON
 
-.PHONY: venv run sample-data test clean
+.PHONY: venv run sample-data test clean check-wheels
 
 venv: $(STAMP)
 
@@ -43,3 +43,13 @@ test: venv
 
 clean:
 	rm -rf fakeface_runs .pytest_cache
+
+# Can both images install every pin of their locks? Asks PyPI for a wheel of each pin,
+# else checks the Dockerfile's builder stage builds it (tools/check-wheels). Needs pip,
+# not the venv (whose python it uses if there). Builds no image.
+# CHECK_WHEELS_ARGS=--build-sdists also runs the builder stages' pip commands here
+# (needs Python 3.10 and a C++ compiler).
+check-wheels:
+	@py="$$( [ -x $(BIN)/python ] && echo $(BIN)/python || command -v python3 )"; \
+	echo "$$py tools/check-wheels $(CHECK_WHEELS_ARGS)"; \
+	"$$py" tools/check-wheels $(CHECK_WHEELS_ARGS)
