@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Dict, List, Optional, Type, TypeVar
+from typing import Any, Dict, List, Optional, TypeVar
 
 import yaml
 
@@ -189,16 +189,20 @@ class EvaluatorConfig:
     decision_threshold: float = 0.5
     # A model is blessed only if its overall AUC on the test split reaches this ...
     min_auc: float = 0.75
-    # ... its false-positive rate on every real source is at most this ...
+    # ... its false-positive rate on all real images, and on every real source,
+    # is at most this ...
     max_real_source_fpr: float = 0.10
+    # ... where that slice holds at least this many real test images; a rate
+    # from fewer is shown, but does not decide (one false alarm among four
+    # images reads 25%) ...
+    min_real_images: int = 20
     # ... and its AUC is not more than this below the baseline's.
     max_auc_drop: float = 0.05
-    # The baseline: "previous-blessed", the latest blessed model other than
-    # the candidate (so an unchanged re-run stays cached), or "none", blessing
-    # on the absolute thresholds alone; so is the first run, which has no
-    # baseline yet. `fakeface compile` uses "none": the open-source KFP v2
-    # backend cannot run TFX resolver tasks.
-    baseline: str = "previous-blessed"
+    # The baseline: "served", the model TF Serving serves (the newest version
+    # under serving_model_dir, components/served_model), so that a retrain
+    # never replaces it with a worse one; or "none", blessing on the absolute
+    # thresholds alone. Until a model is served there is no baseline either.
+    baseline: str = "served"
     # Robustness columns of the report, on copies of the test images:
     # re-saved as JPEG at a quality drawn per image from this [low, high]
     # range (empty: no column), and scaled by this factor (0: no column).
@@ -207,6 +211,19 @@ class EvaluatorConfig:
     # Test-time rotation column of the report: each test image scored as the
     # mean over these rotations in degrees (the notes' Table 4); empty: none.
     tta_angles: List[float] = dataclasses.field(default_factory=lambda: [-15.0, 0.0, 15.0])
+
+
+@dataclasses.dataclass
+class Resources:
+    """What a step's container asks Kubernetes for: CPU like "2" or "500m", memory like "8Gi".
+
+    The scheduler places a pod by its requests; the limits cap it.
+    """
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
 
 
 @dataclasses.dataclass
@@ -221,27 +238,54 @@ class KubeflowConfig:
     image: str = "ghcr.io/YOUR_ORG/fakeface:0.1.0"
     # The Trainer's image: the GPU variant (Dockerfile.gpu).
     trainer_image: str = "ghcr.io/YOUR_ORG/fakeface-gpu:0.1.0"
-    # Artifact store of the runs on the cluster; the local runs_root is not used there.
+    # Artifact store of the runs on the cluster: a gs:// (or s3://) URL, since
+    # TFX writes through TensorFlow's file systems. It goes into the compiled
+    # spec and into every run `fakeface schedule` creates; without it KFP
+    # falls back to its MinIO store, which TensorFlow cannot write.
     pipeline_root: str = "gs://YOUR_BUCKET/fakeface/pipelines"
-    # Where the Pusher writes versions for TF Serving (see k8s/: a bucket, or the
-    # model-store PVC mounted into the Pusher).
+    # Where the Pusher writes versions for TF Serving: a bucket, or a folder on
+    # the model-store volume (serving_pvc).
     serving_model_dir: str = "gs://YOUR_BUCKET/fakeface/serving/fakeface"
-    # Resources of every step but the Trainer: CPU only.
-    cpu: str = "2"
-    memory: str = "8G"
-    trainer_cpu: str = "8"
-    trainer_memory: str = "32G"
+    # A PersistentVolumeClaim mounted at serving_pvc_mount_path into the steps
+    # that read or write serving_model_dir (ServedModel, Pusher), for clusters
+    # without a bucket: k8s/overlays/kind's model store, "fakeface-models",
+    # with serving_model_dir /models/fakeface. Empty: no volume.
+    serving_pvc: str = ""
+    serving_pvc_mount_path: str = "/models"
+    # The Kubernetes service account of the runs' pods (k8s/base; on GKE bound
+    # to a Google service account that may write the bucket).
+    service_account: str = "fakeface-pipeline-runner"
+    # The steps that run Beam or TFMA over the whole dataset: ImageExampleGen,
+    # StatisticsGen, Transform, Evaluator, EvaluationReport.
+    beam_resources: Resources = dataclasses.field(default_factory=lambda: Resources(
+        cpu_request="2", cpu_limit="4", memory_request="6Gi", memory_limit="12Gi"))
+    # The small steps: CuratedSchemaGen, ExampleValidator, ServedModel, Pusher.
+    light_resources: Resources = dataclasses.field(default_factory=lambda: Resources(
+        cpu_request="500m", cpu_limit="1", memory_request="1536Mi", memory_limit="3Gi"))
+    # The Trainer, sized for the most common GPU node: 8 vCPU and 30 GB with
+    # one T4 (GKE n1-standard-8), whose kubelet leaves about 7.9 CPU and
+    # 26 GiB allocatable, part of it taken by the node's own daemons.
+    trainer_resources: Resources = dataclasses.field(default_factory=lambda: Resources(
+        cpu_request="6", cpu_limit="7", memory_request="22Gi", memory_limit="24Gi"))
     # Accelerator resource name and count for the Trainer; 0 trains on CPU.
     trainer_accelerator_type: str = "nvidia.com/gpu"
     trainer_accelerator_count: int = 1
+    # A preempted or failed Trainer pod is retried this many times, after
+    # trainer_retry_backoff_seconds, doubling each time (at most an hour). A
+    # retry resumes from the last checkpoint (trainer.checkpoint_every_steps).
+    # Honoured by KFP 2.4.1 and later.
+    trainer_retries: int = 2
+    trainer_retry_backoff_seconds: int = 60
     # Scheduling onto the GPU node pool. TFX's compiler cannot express these;
     # `fakeface compile` adds them to the Kubernetes platform spec.
     trainer_node_selector: Dict[str, str] = dataclasses.field(
         default_factory=lambda: {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"})
     trainer_tolerations: List[Dict[str, str]] = dataclasses.field(
         default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
-    # Beam options on the cluster, e.g. ["--runner=DataflowRunner", ...]; empty
-    # keeps beam_pipeline_args.
+    # Beam options on the cluster; empty keeps beam_pipeline_args. For Dataflow:
+    # ["--runner=DataflowRunner", "--project=P", "--region=R",
+    #  "--temp_location=gs://B/tmp", "--sdk_container_image=<image>"]; the
+    # workers need the image, which has fakeface installed.
     beam_pipeline_args: List[str] = dataclasses.field(default_factory=list)
     # KFP API endpoint and recurring-run schedule for `fakeface schedule`.
     endpoint: str = "http://localhost:8080"
@@ -308,7 +352,7 @@ class PipelineConfig:
         return os.path.join(self.runs_root, "hub")
 
 
-BASELINES = ("previous-blessed", "none")
+BASELINES = ("served", "none")
 STRATEGIES = ("auto", "mirrored", "default")
 INPUT_POLICIES = ("resize", "crop")
 OPTIMIZERS = ("auto", "sgd", "adam")
@@ -321,31 +365,31 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 
-def _build(cls: Type[_T], data: Dict[str, Any], where: str) -> _T:
+def _build(default: _T, data: Dict[str, Any], where: str) -> _T:
+    """`default` with the keys of `data` replaced, each checked against the default's type."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(default)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
-        field_type = fields[name].type
-        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else fields[name].default
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        current = getattr(default, name)
+        if dataclasses.is_dataclass(current):
+            kwargs[name] = _build(current, value, f"{where}.{name}")
             continue
-        expected = type(default)
+        expected = type(current)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}.{name}: expected {field_type}, got {value!r}")
+            raise ConfigError(f"{where}.{name}: expected {fields[name].type}, got {value!r}")
         kwargs[name] = value
-    return cls(**kwargs)
+    return dataclasses.replace(default, **kwargs)
 
 
 def from_dict(data: Dict[str, Any], where: str = "config") -> PipelineConfig:
-    config = _build(PipelineConfig, data or {}, where)
+    config = _build(PipelineConfig(), data or {}, where)
     validate(config, where)
     return config
 
@@ -437,6 +481,8 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}.evaluator.decision_threshold: must be between 0 and 1")
     if not 0.0 <= evaluator.target_fpr < 1.0:
         raise ConfigError(f"{where}.evaluator.target_fpr: must be at least 0 and below 1")
+    if evaluator.min_real_images < 1:
+        raise ConfigError(f"{where}.evaluator.min_real_images: must be at least 1")
     for name in ("min_auc", "max_real_source_fpr"):
         if not 0.0 <= getattr(evaluator, name) <= 1.0:
             raise ConfigError(f"{where}.evaluator.{name}: must be between 0 and 1")

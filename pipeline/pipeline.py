@@ -1,7 +1,7 @@
 """create_pipeline(): the one definition of the fakeface TFX pipeline.
 
-ImageExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator
-               -> Transform -> Trainer -> Evaluator (+ last blessed model)
+ImageExampleGen -> StatisticsGen -> CuratedSchemaGen -> ExampleValidator
+               -> Transform -> Trainer -> ServedModel -> Evaluator
                -> EvaluationReport, Pusher (only a blessed model)
 
 Every runner (local, Kubeflow) builds its pipeline here; what differs between
@@ -17,11 +17,12 @@ from typing import Any, Dict, Optional
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from fakeface import schemas
+from fakeface.components.curated_schema.component import CuratedSchemaGen
 from fakeface.components.evaluation_report.component import EvaluationReport
+from fakeface.components.evaluator.component import Evaluator
 from fakeface.components.image_example_gen.component import ImageExampleGen
+from fakeface.components.served_model.component import ServedModel
 from fakeface.components.trainer import backbones
-from fakeface.pipeline import baseline
 from fakeface.pipeline import config as config_lib
 from fakeface.pipeline import evaluation
 
@@ -69,7 +70,7 @@ def create_pipeline(
         ingest_options=dataclasses.asdict(config.ingest))
 
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=schemas.SCHEMA_PATH)
+    schema_gen = CuratedSchemaGen()
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
 
@@ -102,22 +103,14 @@ def create_pipeline(
         custom_config=trainer_config,
         **trainer_code)
 
-    # With evaluator.baseline "none" (what `fakeface compile` sets, as the
-    # open-source KFP v2 backend rejects resolver tasks) the Evaluator blesses
-    # on evaluator.min_auc alone; max_auc_drop needs a baseline.
-    baseline_nodes = []
-    baseline_input = {}
-    if config.evaluator.baseline == "previous-blessed":
-        model_resolver = tfx.dsl.Resolver(
-            strategy_class=baseline.PreviousBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-            **{baseline.CANDIDATE: trainer.outputs["model"]},
-        ).with_id("baseline_model_resolver")
-        baseline_nodes = [model_resolver]
-        baseline_input = {"baseline_model": model_resolver.outputs["model"]}
+    serving_model_dir = _absolute(config.serving_model_dir_path)
+    baseline_nodes, baseline_input = [], {}
+    if config.evaluator.baseline == "served":
+        served_model = ServedModel(candidate=trainer.outputs["model"], serving_model_dir=serving_model_dir)
+        baseline_nodes = [served_model]
+        baseline_input = {"baseline_model": served_model.outputs["served"]}
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         **baseline_input,
@@ -131,12 +124,14 @@ def create_pipeline(
         blessing=evaluator.outputs["blessing"],
         evaluator_config=dataclasses.asdict(config.evaluator))
 
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=_absolute(config.serving_model_dir_path))))
+    # A condition, not only the Pusher's own check, so that Kubeflow shows an
+    # unblessed run's Pusher as skipped rather than as having run.
+    with tfx.dsl.Cond(evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1):
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

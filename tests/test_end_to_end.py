@@ -12,8 +12,8 @@ from fakeface import features, sample_data
 
 pytestmark = pytest.mark.slow
 
-NODES = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-         "Trainer", "baseline_model_resolver", "Evaluator", "EvaluationReport", "Pusher"}
+NODES = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform",
+         "Trainer", "ServedModel", "Evaluator", "EvaluationReport", "Pusher"}
 
 
 def test_every_step_ran_and_is_recorded_in_ml_metadata(pipeline_runs):
@@ -26,8 +26,7 @@ def test_every_step_ran_and_is_recorded_in_ml_metadata(pipeline_runs):
 def test_unchanged_rerun_reuses_every_cached_result(pipeline_runs):
     _, first, second = pipeline_runs
     assert second.run_id != first.run_id
-    components = NODES - {"baseline_model_resolver"}  # resolvers are not cached, they look up
-    assert {node: second.executions[node] for node in components} == {n: "CACHED" for n in components}
+    assert second.executions == {n: "CACHED" for n in NODES}
     assert second.pushed_destination == first.pushed_destination
 
 

@@ -1,5 +1,6 @@
 """create_pipeline(), the EvalConfig and the schema, built without running anything."""
 
+import hashlib
 import json
 import os
 
@@ -25,13 +26,14 @@ def test_pipeline_wires_every_component(config):
     built = pipeline.create_pipeline(config)
     nodes = _by_id(built)
     assert set(nodes) == {
-        "ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-        "Trainer", "baseline_model_resolver", "Evaluator", "EvaluationReport", "Pusher"}
-    assert nodes["Transform"].inputs["schema"].producer_component_id == "ImportSchemaGen"
+        "ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform",
+        "Trainer", "ServedModel", "Evaluator", "EvaluationReport", "Pusher"}
+    assert nodes["Transform"].inputs["schema"].producer_component_id == "CuratedSchemaGen"
     assert nodes["ExampleValidator"].inputs["statistics"].producer_component_id == "StatisticsGen"
     assert nodes["Trainer"].inputs["examples"].producer_component_id == "ImageExampleGen"
     assert nodes["Trainer"].inputs["transform_graph"].producer_component_id == "Transform"
-    assert nodes["Evaluator"].inputs["baseline_model"].producer_component_id == "baseline_model_resolver"
+    assert nodes["ServedModel"].inputs["candidate"].producer_component_id == "Trainer"
+    assert nodes["Evaluator"].inputs["baseline_model"].producer_component_id == "ServedModel"
     assert nodes["Pusher"].inputs["model_blessing"].producer_component_id == "Evaluator"
     assert nodes["EvaluationReport"].inputs["evaluation"].producer_component_id == "Evaluator"
     assert nodes["EvaluationReport"].inputs["model"].producer_component_id == "Trainer"
@@ -43,7 +45,10 @@ def test_paths_and_settings_reach_the_components(config):
     nodes = _by_id(pipeline.create_pipeline(config))
     assert nodes["ImageExampleGen"].exec_properties["input_base"] == os.path.dirname(
         os.path.abspath(config.catalog_path))
-    assert nodes["ImportSchemaGen"].exec_properties["schema_file"] == schemas.SCHEMA_PATH
+    with open(schemas.SCHEMA_PATH, "rb") as f:
+        assert nodes["CuratedSchemaGen"].exec_properties["schema_sha256"] == hashlib.sha256(f.read()).hexdigest()
+    assert nodes["ServedModel"].exec_properties["serving_model_dir"] == os.path.abspath(
+        config.serving_model_dir_path)
     custom = nodes["Trainer"].exec_properties["custom_config"]
     assert '"image_size": 64' in custom and config.local_hub_dir.split(os.sep)[-1] in custom
     assert os.path.abspath(config.serving_model_dir_path) in nodes["Pusher"].exec_properties["push_destination"]
@@ -62,10 +67,10 @@ def test_code_source_selects_module_files_or_import_paths(config):
     assert not installed["Trainer"].exec_properties.get("module_file")
 
 
-def test_baseline_none_blesses_without_a_resolver(config):
+def test_baseline_none_blesses_without_the_served_model(config):
     config.evaluator.baseline = "none"
     nodes = _by_id(pipeline.create_pipeline(config))
-    assert "baseline_model_resolver" not in nodes
+    assert "ServedModel" not in nodes
     assert "baseline_model" not in nodes["Evaluator"].inputs
 
 
@@ -101,18 +106,37 @@ def test_eval_config_slices_by_every_slice_feature_and_blesses_on_overall_auc():
         features.FAKE_PROBABILITY: features.LABEL, features.DECISION_SCORE: features.LABEL}
 
 
-def test_eval_config_limits_the_false_positive_rate_of_every_real_source():
-    eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig(max_real_source_fpr=0.02))
-    spec, fall_out = _metric(eval_config, "FallOut")
+def test_eval_config_limits_the_false_positive_rate_of_all_real_images_and_every_real_source():
+    eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig(max_real_source_fpr=0.02,
+                                                                          min_real_images=30))
+    spec, checked = _metric(eval_config, "CheckedFallOut")
     # Thresholded metrics read the decision score at 0.5: the model's own threshold.
     assert list(spec.output_names) == [features.DECISION_SCORE]
-    assert '"thresholds": [0.5]' in fall_out.config
-    (per_slice,) = fall_out.per_slice_thresholds
-    (real_sources,) = per_slice.slicing_specs
+    assert checked.module == evaluation.__name__
+    assert json.loads(checked.config) == {"name": evaluation.CHECKED_FALSE_POSITIVE_RATE, "thresholds": [0.5],
+                                          "min_real_images": 30}
+    (per_slice,) = checked.per_slice_thresholds
+    all_real, real_sources = per_slice.slicing_specs
+    assert not all_real.feature_keys and dict(all_real.feature_values) == {features.LABEL: str(features.REAL)}
     assert list(real_sources.feature_keys) == [features.SOURCE]
     assert dict(real_sources.feature_values) == {features.LABEL: str(features.REAL)}
-    assert real_sources in eval_config.slicing_specs
+    assert all_real in eval_config.slicing_specs and real_sources in eval_config.slicing_specs
     assert per_slice.threshold.value_threshold.upper_bound.value == 0.02
+
+
+@pytest.mark.parametrize("false_positives, real, minimum, expected", [
+    (1, 4, 20, 0.0),  # one alarm among four images: not judged
+    (1, 4, 4, 0.25),
+    (3, 20, 20, 0.15),
+    (0, 0, 1, 0.0),
+])
+def test_checked_false_positive_rate_needs_enough_real_images(false_positives, real, minimum, expected):
+    from tensorflow_model_analysis.metrics import binary_confusion_matrices
+
+    matrices = binary_confusion_matrices.Matrices(thresholds=[0.5], tp=[5.0], tn=[float(real - false_positives)],
+                                                  fp=[float(false_positives)], fn=[0.0])
+    metric = evaluation.CheckedFallOut(min_real_images=minimum)
+    assert metric._metric_value(None, matrices, min_real_images=minimum) == pytest.approx(expected)
 
 
 def test_eval_config_measures_what_the_report_promises():
@@ -120,7 +144,7 @@ def test_eval_config_measures_what_the_report_promises():
     names = {json.loads(m.config)["name"] for spec in eval_config.metrics_specs for m in spec.metrics
              if m.config}
     assert names == {evaluation.EXAMPLE_COUNT, evaluation.ACCURACY, evaluation.PRECISION, evaluation.RECALL,
-                     evaluation.FALSE_POSITIVE_RATE, evaluation.AUC, evaluation.AVERAGE_PRECISION,
+                     evaluation.FALSE_POSITIVE_RATE, evaluation.CHECKED_FALSE_POSITIVE_RATE, evaluation.AUC, evaluation.AVERAGE_PRECISION,
                      evaluation.TPR_AT_1PCT_FPR, evaluation.CALIBRATION}
 
 
