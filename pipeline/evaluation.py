@@ -11,6 +11,11 @@ Most sources hold one class only, so AUC inside a source's slice means
 nothing: per source the number that counts is the detection rate (Recall) of
 a fake source and the false-positive rate (FallOut) of a real one. AUC of each
 fake source against all real images is in the report (pipeline/report.py).
+
+Blessing limits the false-positive rate of all real images together and of
+each real source (CheckedFallOut), but only where the slice holds at least
+evaluator.min_real_images real images: one false alarm among four images is a
+25% rate that says more about the four images than about the model.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from __future__ import annotations
 import json
 from typing import List
 
+import numpy as np
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import binary_confusion_matrices, confusion_matrix_metrics
 
 from fakeface import features
 from fakeface.pipeline import config as config_lib
@@ -32,6 +39,9 @@ ACCURACY = "binary_accuracy"
 PRECISION = "precision"
 RECALL = "recall"  # the detection rate
 FALSE_POSITIVE_RATE = "fall_out"
+# The false-positive rate blessing checks: FALSE_POSITIVE_RATE where the slice
+# holds enough real images, 0 (not checked) where it does not.
+CHECKED_FALSE_POSITIVE_RATE = "checked_fall_out"
 AUC = "auc"
 AVERAGE_PRECISION = "average_precision"
 TPR_AT_1PCT_FPR = "tpr_at_1pct_fpr"
@@ -45,13 +55,37 @@ CROSS_SLICES = ((features.SOURCE, features.SHOT),)
 # config does not know before the data is read.
 REAL_SOURCES = tfma.SlicingSpec(feature_keys=[features.SOURCE],
                                 feature_values={features.LABEL: str(features.REAL)})
+ALL_REAL = tfma.SlicingSpec(feature_values={features.LABEL: str(features.REAL)})
+
+
+class CheckedFallOut(confusion_matrix_metrics.ConfusionMatrixMetricBase):
+    """FallOut where the slice holds at least `min_real_images` real images; 0 below that.
+
+    TFMA checks a threshold on every slice it matches and has no minimum
+    size per threshold, so the minimum lives in the metric: a slice too small
+    to judge reads 0, which no limit fails, and the report says it was not
+    checked.
+    """
+
+    def __init__(self, thresholds=None, name: str = CHECKED_FALSE_POSITIVE_RATE, min_real_images: int = 1):
+        super().__init__(thresholds=thresholds, name=name, min_real_images=min_real_images)
+
+    def _default_threshold(self) -> float:
+        return THRESHOLD
+
+    def _metric_value(self, key, matrices: binary_confusion_matrices.Matrices, min_real_images: int):
+        values = []
+        for fp, tn in zip(matrices.fp, matrices.tn):
+            real = fp + tn
+            values.append(fp / real if real >= min_real_images else 0.0)
+        return values[0] if len(values) == 1 else np.array(values)
 
 
 def slicing_specs() -> List[tfma.SlicingSpec]:
     return ([tfma.SlicingSpec()]
             + [tfma.SlicingSpec(feature_keys=[name]) for name in features.SLICE_FEATURES]
             + [tfma.SlicingSpec(feature_keys=list(keys)) for keys in CROSS_SLICES]
-            + [REAL_SOURCES])
+            + [REAL_SOURCES, ALL_REAL])
 
 
 def _metric(class_name: str, name: str, **config) -> tfma.MetricConfig:
@@ -71,9 +105,12 @@ def build_eval_config(evaluator: config_lib.EvaluatorConfig) -> tfma.EvalConfig:
     # is undefined and would fail every model.
     auc.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
         slicing_specs=[tfma.SlicingSpec()], threshold=auc_threshold))
-    fall_out = _metric("FallOut", FALSE_POSITIVE_RATE, thresholds=[THRESHOLD])
-    fall_out.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
-        slicing_specs=[REAL_SOURCES],
+    checked_fall_out = tfma.MetricConfig(
+        class_name=CheckedFallOut.__name__, module=__name__,
+        config=json.dumps({"name": CHECKED_FALSE_POSITIVE_RATE, "thresholds": [THRESHOLD],
+                           "min_real_images": evaluator.min_real_images}))
+    checked_fall_out.per_slice_thresholds.append(tfma.PerSliceMetricThreshold(
+        slicing_specs=[ALL_REAL, REAL_SOURCES],
         threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(
             upper_bound={"value": evaluator.max_real_source_fpr}))))
     return tfma.EvalConfig(
@@ -90,7 +127,8 @@ def build_eval_config(evaluator: config_lib.EvaluatorConfig) -> tfma.EvalConfig:
                 _metric("BinaryAccuracy", ACCURACY, threshold=THRESHOLD),
                 _metric("Precision", PRECISION, thresholds=[THRESHOLD]),
                 _metric("Recall", RECALL, thresholds=[THRESHOLD]),
-                fall_out,
+                _metric("FallOut", FALSE_POSITIVE_RATE, thresholds=[THRESHOLD]),
+                checked_fall_out,
             ]),
             tfma.MetricsSpec(output_names=[PROBABILITY], metrics=[
                 auc,

@@ -53,13 +53,14 @@ class Report:
     slices: List[Dict[str, Any]]  # TFMA: {"slice": ..., metric: value, ...}
     predictions: List[Dict[str, Any]]  # one per test image, with a score per column
     columns: List[str]
-    settings: Dict[str, Any]  # the robustness and TTA settings used
+    settings: Dict[str, Any]  # the robustness, TTA and blessing settings used
     training_curves_png: Optional[bytes] = None
 
     # Derived once: the page, the JSON and the CSVs each read them several times.
     @functools.cached_property
     def sources(self) -> List[Dict[str, Any]]:
-        return source_rows(self.predictions, self.threshold, self.columns)
+        return source_rows(self.predictions, self.threshold, self.columns,
+                           int(self.settings.get("min_real_images") or 1))
 
     @functools.cached_property
     def overall(self) -> Dict[str, Any]:
@@ -228,9 +229,11 @@ def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any
 # ------------------------------------------------------------- tables
 
 def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
-                columns: Sequence[str]) -> List[Dict[str, Any]]:
-    """Per source: the notes' per-dataset accuracy in every column, and each
-    fake source's AUC and average precision against all real test images."""
+                columns: Sequence[str], min_real_images: int = 1) -> List[Dict[str, Any]]:
+    """Per source: the notes' per-dataset accuracy in every column, each fake
+    source's AUC and average precision against all real test images, and
+    whether a real source is large enough for blessing to check its
+    false-positive rate."""
     real = [p for p in predictions if p[features.LABEL] == features.REAL]
     rows = []
     for source in sorted({p[features.SOURCE] for p in predictions}):
@@ -251,6 +254,7 @@ def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
                 row["average_precision_vs_real"] = metrics.average_precision(labels, scores)
         else:
             row["false_positive_rate"] = 1.0 - row[f"accuracy_{ORIGINAL}"]
+            row["checked_for_blessing"] = len(members) >= min_real_images
         rows.append(row)
     return rows
 
@@ -314,7 +318,8 @@ def build(examples_uri: str, model_uri: str, evaluation_uri: Optional[str],
         decision=training.get("decision", {}), blessed=blessed, failures=failures,
         slices=tfma_slices(evaluation_uri) if evaluation_uri else [],
         predictions=scored["predictions"], columns=scored["columns"],
-        settings={k: evaluator.get(k) for k in ("robustness_jpeg_quality", "robustness_scale", "tta_angles")},
+        settings={k: evaluator.get(k) for k in ("robustness_jpeg_quality", "robustness_scale", "tta_angles",
+                                                "min_real_images")},
         training_curves_png=_read_optional(os.path.join(model_dir, "assets.extra", "training_curves.png")))
 
 
@@ -474,9 +479,17 @@ def _verdict(report: Report) -> str:
 
 def _source_table(report: Report) -> str:
     header = ["source", "label", "generator", "examples", "detection rate", "false-positive rate",
-              "AUC vs all real", "AP vs all real"] + [f"accuracy: {_COLUMN_TITLES[c]}" for c in report.columns]
+              "FPR checked for blessing", "AUC vs all real", "AP vs all real"] + [
+                  f"accuracy: {_COLUMN_TITLES[c]}" for c in report.columns]
+    minimum = report.settings.get("min_real_images")
+
+    def checked(row: Dict[str, Any]) -> str:
+        if "checked_for_blessing" not in row:
+            return ""
+        return "yes" if row["checked_for_blessing"] else f"no: under {minimum} images"
+
     rows = [[r["source"], r["label"], r["generator"], r["examples"], r.get("detection_rate", math.nan),
-             r.get("false_positive_rate", math.nan), r.get("auc_vs_real", math.nan),
+             r.get("false_positive_rate", math.nan), checked(r), r.get("auc_vs_real", math.nan),
              r.get("average_precision_vs_real", math.nan)] + [r[f"accuracy_{c}"] for c in report.columns]
             for r in report.sources]
     return _table(header, rows)
@@ -491,7 +504,7 @@ def _confusion(report: Report) -> str:
 
 def _slices_table(report: Report) -> str:
     names = [evaluation.EXAMPLE_COUNT, evaluation.ACCURACY, evaluation.PRECISION, evaluation.RECALL,
-             evaluation.FALSE_POSITIVE_RATE, evaluation.AUC, evaluation.AVERAGE_PRECISION,
+             evaluation.FALSE_POSITIVE_RATE, evaluation.CHECKED_FALSE_POSITIVE_RATE, evaluation.AUC, evaluation.AVERAGE_PRECISION,
              evaluation.TPR_AT_1PCT_FPR, evaluation.CALIBRATION]
     return ("<p>As the Evaluator computed them (TFMA; thresholded metrics at the model's threshold, "
             "average precision interpolated between 10,000 thresholds).</p>"

@@ -120,6 +120,8 @@ def source_table(report_html: str) -> str:
                 meaning += f", AUC vs all real {row['auc_vs_real']:.3f}"
         else:
             meaning = f"false-positive rate {1.0 - accuracy:.1%}"
+            if not row.get("checked_for_blessing", True):
+                meaning += f" (under {data['settings']['min_real_images']} images: not checked)"
         lines.append(f"{row['source']:<18} {row['label']:<5} {row['examples']:>8}  {accuracy:>8.3f}  {meaning}")
     overall = data["overall"]
     lines.append("-" * 72)
