@@ -1,6 +1,7 @@
 """The Kubeflow subcommands of `fakeface`.
 
     fakeface compile [--config FILE] OUT.yaml|OUT.json
+    fakeface run-compiled SPEC.yaml [--pipeline-root DIR] [--project DIR]
     fakeface schedule create [--config FILE] [--endpoint URL] [--experiment NAME] [--name NAME]
                              [--cron EXPR] [--spec FILE.yaml] [--cache] [--service-account SA]
     fakeface schedule list   [--config FILE] [--endpoint URL] [--experiment NAME]
@@ -31,12 +32,23 @@ def _load_config(path: Optional[str]):
     return config_lib.load(path)
 
 
+def _ensure_local_backbone(config) -> None:
+    """Builds a locally built backbone the spec refers to, as `fakeface run` does."""
+    from fakeface.components.trainer import backbones
+    from fakeface.pipeline import pipeline
+
+    handle = pipeline.backbone_handle(config)
+    if backbones.ensure_local_backbone(config.trainer.backbone, handle, seed=config.trainer.seed):
+        print(f"Built the {config.trainer.backbone} backbone as a TF Hub module at {handle}")
+
+
 def _compile(args: argparse.Namespace) -> int:
     from fakeface.pipeline import config as config_lib
     from fakeface.pipeline import kfp_platform, kubeflow_runner
 
     try:
         config = _load_config(args.config)
+        _ensure_local_backbone(config)
         result = kubeflow_runner.compile_pipeline(config, args.out)
     except (config_lib.ConfigError, kfp_platform.PlatformSpecError) as e:
         return _error("compile", e, 2)
@@ -49,11 +61,61 @@ def _compile(args: argparse.Namespace) -> int:
     print(f"Wrote {result['path']} ({kind}); tasks: {', '.join(result['tasks'])}")
     gpu = (f"{kubeflow.trainer_accelerator_count} x {kubeflow.trainer_accelerator_type}"
            if kubeflow.trainer_accelerator_count else "no accelerator")
-    print(f"{result['trainer_task']}: {kubeflow.trainer_image}, {gpu}, {kubeflow.trainer_cpu} CPU, "
-          f"{kubeflow.trainer_memory} memory" + (
+    trainer = kubeflow.trainer_resources
+    print(f"{result['trainer_task']}: {kubeflow.trainer_image}, {gpu}, {trainer.cpu_request}-{trainer.cpu_limit} CPU, "
+          f"{trainer.memory_request}-{trainer.memory_limit} memory, {kubeflow.trainer_retries} retries" + (
               f"; node selector {kubeflow.trainer_node_selector}, "
               f"{len(kubeflow.trainer_tolerations)} toleration(s) on executor {result['trainer_executor']}"
               if result["platform_spec"] else ""))
+    return 0
+
+
+def _checkout() -> Optional[str]:
+    """The checkout this fakeface runs from, if it runs from one (an editable install)."""
+    import fakeface
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fakeface.__file__)))
+    return root if os.path.isfile(os.path.join(root, "setup.py")) else None
+
+
+def _run_compiled(args: argparse.Namespace) -> int:
+    from fakeface.pipeline import compiled_runner, image_env
+
+    command = "run-compiled"
+    try:
+        spec = compiled_runner.load(args.spec)
+        compiled_runner.check_accepted(spec)
+    except compiled_runner.SpecError as e:
+        return _error(command, e, 2)
+    root = args.pipeline_root or spec.get("defaultPipelineRoot", "")
+    if not root or "://" in root:
+        return _error(command, f"the spec's pipeline root {root!r} is not a folder on this machine; "
+                               "give one with --pipeline-root DIR", 2)
+    project = args.project or _checkout()
+    if not project:
+        return _error(command, "fakeface is not installed from a checkout; give the checkout the "
+                               "images are built from with --project DIR", 2)
+    try:
+        environment, built = image_env.build(project, os.path.join(os.path.abspath(root), ".image-env"))
+    except image_env.ImageEnvError as e:
+        return _error(command, e, 1)
+    print(f"{'Built' if built else 'Reusing'} the image environment {environment.root} "
+          f"(fakeface as a wheel from {project})")
+
+    def done(task) -> None:
+        print(f"  {task.name:<18} {task.state.lower():<9} {task.seconds:5.0f} s"
+              + (f"  ({task.attempts} attempts)" if task.attempts > 1 else ""), flush=True)
+
+    try:
+        result = compiled_runner.run(spec, root, environment, on_task_done=done)
+    except compiled_runner.SpecError as e:
+        return _error(command, e, 2)
+    except compiled_runner.TaskFailed as e:
+        return _error(command, e, 1)
+    print(f"Run {result.run_id} of {result.pipeline_name}: artifacts under "
+          f"{os.path.join(result.pipeline_root, result.pipeline_name, result.run_id)}")
+    for line in compiled_runner.outcome(result):
+        print(line)
     return 0
 
 
@@ -96,8 +158,8 @@ def _schedule(args: argparse.Namespace) -> int:
                 kubeflow_runner.compile_pipeline(config, spec_path)
             result = schedule.create_or_replace(
                 client, endpoint, experiment=experiment, name=name, spec_path=spec_path, cron=cron,
-                namespace=args.namespace, enable_caching=args.cache,
-                service_account=args.service_account or None)
+                pipeline_root=kubeflow.pipeline_root, namespace=args.namespace, enable_caching=args.cache,
+                service_account=args.service_account or kubeflow.service_account or None)
     except schedule.KfpError as e:
         return _error(command, e, 1)
     except (config_lib.ConfigError, kfp_platform.PlatformSpecError) as e:
@@ -120,6 +182,17 @@ def add_commands(subparsers: Any, client_factory: Optional[Callable[..., Any]] =
                                             ".json for a Vertex AI PipelineJob")
     compile_parser.set_defaults(func=_compile)
 
+    run_compiled = subparsers.add_parser(
+        "run-compiled", help="run a compiled .yaml here, task by task, as Kubeflow Pipelines v2 would",
+        description="The pre-flight check of a spec before uploading it: every task's container command "
+                    "runs here, in an environment with fakeface installed as the image installs it.")
+    run_compiled.add_argument("spec", help="a .yaml written by `fakeface compile`")
+    run_compiled.add_argument("--pipeline-root", help="local folder for the run's artifacts "
+                                                      "(default: the spec's, if it is a local folder)")
+    run_compiled.add_argument("--project", help="the checkout the images are built from "
+                                                "(default: the one fakeface runs from)")
+    run_compiled.set_defaults(func=_run_compiled)
+
     schedule_parser = subparsers.add_parser(
         "schedule", help="create, list or delete the recurring retraining run on Kubeflow Pipelines")
     actions = schedule_parser.add_subparsers(dest="action", required=True)
@@ -139,7 +212,8 @@ def add_commands(subparsers: Any, client_factory: Optional[Callable[..., Any]] =
     create.add_argument("--spec", help="a .yaml from `fakeface compile` (default: compile the config now)")
     create.add_argument("--cache", action="store_true",
                         help="let KFP reuse cached steps (off: a scheduled retrain must see new images)")
-    create.add_argument("--service-account", help="Kubernetes service account the run's pods use")
+    create.add_argument("--service-account",
+                        help="Kubernetes service account the run's pods use (default kubeflow.service_account)")
     actions.add_parser("list", parents=[common], help="list the experiment's recurring runs")
     actions.add_parser("delete", parents=[common, named], help="delete the recurring runs of that name")
     schedule_parser.set_defaults(func=_schedule, client_factory=client_factory)

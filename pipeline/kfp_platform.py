@@ -98,15 +98,18 @@ def _check_toleration(toleration: Mapping[str, Any], where: str) -> None:
         raise PlatformSpecError(f"{where}: an empty key matches every taint and needs operator Exists")
 
 
-def kubernetes_executor_config(node_selector: Mapping[str, str],
-                               tolerations: Sequence[Mapping[str, Any]],
+def kubernetes_executor_config(node_selector: Optional[Mapping[str, str]] = None,
+                               tolerations: Sequence[Mapping[str, Any]] = (),
+                               pvc_mounts: Optional[Mapping[str, str]] = None,
                                where: str = "kubeflow") -> Dict[str, Any]:
     """The Kubernetes executor config of one task, as kfp-kubernetes writes it.
 
     `tolerations` use the field names of a Kubernetes Pod spec (key, operator,
-    value, effect, tolerationSeconds). Unknown fields and wrong types are
-    errors: the result is parsed strictly by the KubernetesExecutorConfig proto.
+    value, effect, tolerationSeconds); `pvc_mounts` maps a claim name to its
+    mount path. Unknown fields and wrong types are errors: the result is
+    parsed strictly by the KubernetesExecutorConfig proto.
     """
+    node_selector = node_selector or {}
     for key, value in node_selector.items():
         if not key or not isinstance(key, str) or not isinstance(value, str):
             raise PlatformSpecError(f"{where}.trainer_node_selector: {key!r}: {value!r} must be a "
@@ -118,6 +121,8 @@ def kubernetes_executor_config(node_selector: Mapping[str, str],
         config["nodeSelector"] = {"labels": dict(node_selector)}
     if tolerations:
         config["tolerations"] = [dict(t) for t in tolerations]
+    if pvc_mounts:
+        config["pvcMount"] = [{"constant": claim, "mountPath": path} for claim, path in pvc_mounts.items()]
     try:
         message = json_format.ParseDict(config, KubernetesExecutorConfig())
     except json_format.ParseError as e:

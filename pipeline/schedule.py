@@ -174,11 +174,15 @@ def delete_recurring_runs(client: Any, endpoint: str, experiment: str, name: str
 
 
 def create_or_replace(client: Any, endpoint: str, *, experiment: str, name: str, spec_path: str,
-                      cron: str, namespace: Optional[str] = None, enable_caching: bool = False,
-                      service_account: Optional[str] = None) -> dict:
+                      cron: str, pipeline_root: str, namespace: Optional[str] = None,
+                      enable_caching: bool = False, service_account: Optional[str] = None) -> dict:
     """Replaces the recurring runs named `name` with one running `spec_path` on `cron`.
 
     Returns the new id, the ids it replaced and the experiment id.
+
+    `pipeline_root` goes into every run's runtime config: open-source KFP
+    takes the root from there, not from the spec, and otherwise falls back to
+    its MinIO store, which TensorFlow's file systems cannot write.
 
     `cron` is KFP's six-field format (seconds first). Caching is off by
     default: KFP caches a task on its input values, and a scheduled retrain
@@ -199,7 +203,8 @@ def create_or_replace(client: Any, endpoint: str, *, experiment: str, name: str,
         created = client.create_recurring_run(
             experiment_id=experiment_id, job_name=name, cron_expression=cron,
             pipeline_package_path=spec_path, enable_caching=enable_caching,
-            max_concurrency=1, no_catchup=True, service_account=service_account)
+            max_concurrency=1, no_catchup=True, pipeline_root=pipeline_root,
+            service_account=service_account)
     replaced = []
     for run in list_recurring_runs(client, endpoint, experiment, namespace, name=name):
         if run.recurring_run_id != created.recurring_run_id:

@@ -18,17 +18,22 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from fakeface import kubeflow_cli
 from fakeface.pipeline import config as config_lib
-from fakeface.pipeline import kfp_platform, kubeflow_runner, schedule
+from fakeface.pipeline import compiled_runner, kfp_entrypoint, kfp_platform, kubeflow_runner, schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = {"ImageExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "Transform",
-         "Trainer", "Evaluator", "EvaluationReport", "Pusher"}
+TASKS = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform",
+         "Trainer", "ServedModel", "Evaluator", "EvaluationReport", "Pusher"}
+BEAM_TASKS = {"ImageExampleGen", "StatisticsGen", "Transform", "Evaluator", "EvaluationReport"}
 KUBEFLOW = {
     "image": "registry.example/fakeface:test",
     "trainer_image": "registry.example/fakeface-gpu:test",
     "pipeline_root": "gs://bucket/fakeface/pipelines",
     "serving_model_dir": "gs://bucket/fakeface/serving/fakeface",
-    "cpu": "3", "memory": "6Gi", "trainer_cpu": "500m", "trainer_memory": "16G",
+    "beam_resources": {"cpu_request": "3", "cpu_limit": "4", "memory_request": "6Gi", "memory_limit": "8Gi"},
+    "light_resources": {"cpu_request": "250m", "cpu_limit": "1", "memory_request": "1G", "memory_limit": "2G"},
+    "trainer_resources": {"cpu_request": "500m", "cpu_limit": "2", "memory_request": "16G",
+                          "memory_limit": "20G"},
+    "trainer_retries": 4, "trainer_retry_backoff_seconds": 30,
     "trainer_accelerator_type": "nvidia.com/gpu", "trainer_accelerator_count": 2,
     "trainer_node_selector": {"pool": "gpu", "cloud.google.com/gke-accelerator": "nvidia-l4"},
     "trainer_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
@@ -85,19 +90,96 @@ def test_yaml_is_a_pipeline_spec_then_a_platform_spec(compiled):
 def test_every_component_is_a_task_and_none_is_a_resolver(compiled):
     spec = compiled.documents[0]
     assert set(spec["root"]["dag"]["tasks"]) == TASKS
-    # Open-source KFP rejects resolver executors; the Evaluator has no baseline there.
-    assert all("resolver" not in e for e in spec["deploymentSpec"]["executors"].values())
-    assert "baseline_model" not in spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["artifacts"]
+    # Open-source KFP rejects resolver executors: the baseline is the served model.
+    assert all(set(e) == {"container"} for e in spec["deploymentSpec"]["executors"].values())
+    baseline = spec["root"]["dag"]["tasks"]["Evaluator"]["inputs"]["artifacts"]["baseline_model"]
+    assert baseline["taskOutputArtifact"]["producerTask"] == "ServedModel"
 
 
-def test_only_the_trainer_has_an_accelerator_and_every_step_has_resources(compiled):
+def test_the_spec_is_what_open_source_kfp_accepts(compiled):
+    spec = compiled.documents[0]
+    compiled_runner.check_accepted(spec)
+    assert spec["schemaVersion"] == "2.1.0"
+    assert spec["defaultPipelineRoot"] == KUBEFLOW["pipeline_root"]
+    assert "constantValue" not in json.dumps(spec)  # the 2.0 encoding KFP's driver does not implement
+
+
+def test_every_condition_reads_inputs_of_its_own_task(compiled):
+    tasks = compiled.documents[0]["root"]["dag"]["tasks"]
+    conditions = {name: t["triggerPolicy"]["condition"] for name, t in tasks.items() if "triggerPolicy" in t}
+    assert conditions == {"Pusher": "(inputs.artifacts['model_blessing'].artifacts[0].metadata['blessed'] == 1.0)"}
+    for name, condition in conditions.items():
+        for key in re.findall(r"inputs\.artifacts\['([^']+)'\]", condition):
+            assert key in tasks[name]["inputs"]["artifacts"], (name, key)
+
+
+def test_resources_per_kind_of_step_with_requests_and_limits(compiled):
+    def expected(role):
+        r = KUBEFLOW[f"{role}_resources"]
+        gb = {"6Gi": 6 * 2**30 / 1e9, "8Gi": 8 * 2**30 / 1e9, "1G": 1.0, "2G": 2.0, "16G": 16.0, "20G": 20.0}
+        cpu = {"3": 3.0, "4": 4.0, "250m": 0.25, "1": 1.0, "500m": 0.5, "2": 2.0}
+        return {"cpuRequest": cpu[r["cpu_request"]], "cpuLimit": cpu[r["cpu_limit"]],
+                "memoryRequest": pytest.approx(gb[r["memory_request"]]),
+                "memoryLimit": pytest.approx(gb[r["memory_limit"]])}
+
     for task, executor in _executors(compiled.documents[0]).items():
         resources = executor["container"]["resources"]
         if task == "Trainer":
-            assert resources == {"cpuLimit": 0.5, "memoryLimit": 16.0,
-                                 "accelerator": {"type": "nvidia.com/gpu", "count": "2"}}
+            assert resources == dict(expected("trainer"), accelerator={"type": "nvidia.com/gpu", "count": "2"})
         else:
-            assert resources == {"cpuLimit": 3.0, "memoryLimit": pytest.approx(6 * 2**30 / 1e9)}, task
+            assert resources == expected("beam" if task in BEAM_TASKS else "light"), task
+
+
+def test_the_default_trainer_fits_an_8_vcpu_30_gb_node_with_one_t4():
+    # GKE n1-standard-8 with one T4: about 7.91 CPU and 26.4 GiB allocatable.
+    resources = kubeflow_runner.resource_specs(config_lib.KubeflowConfig())["trainer"]
+    assert resources.cpu_request <= 7.0 and resources.memory_request <= 24 * 2**30 / 1e9
+    assert resources.accelerator.count == 1
+
+
+def test_the_trainer_is_retried_as_configured(compiled):
+    tasks = compiled.documents[0]["root"]["dag"]["tasks"]
+    assert tasks["Trainer"]["retryPolicy"] == {"maxRetryCount": 4, "backoffDuration": "30s",
+                                               "backoffFactor": 2.0, "backoffMaxDuration": "3600s"}
+    assert all("retryPolicy" not in t for name, t in tasks.items() if name != "Trainer")
+    json_format.ParseDict(tasks["Trainer"], pipeline_spec_pb2.PipelineTaskSpec())
+
+
+def test_the_schema_travels_by_content_not_by_path(compiled):
+    from fakeface.components.curated_schema import executor as schema_executor
+
+    parameters = compiled.documents[0]["root"]["dag"]["tasks"]["CuratedSchemaGen"]["inputs"]["parameters"]
+    assert parameters == {"schema_sha256": {"runtimeValue": {"constant": schema_executor.schema_sha256()}}}
+    assert "schema.pbtxt" not in json.dumps(compiled.documents[0])
+
+
+def test_the_serving_volume_is_mounted_where_the_serving_folder_is_read_and_written(tmp_path):
+    config = config_lib.from_dict({"kubeflow": {"serving_pvc": "fakeface-models",
+                                                "serving_model_dir": "/models/fakeface"}})
+    path = str(tmp_path / "kind.yaml")
+    result = kubeflow_runner.compile_pipeline(config, path)
+    with open(path) as f:
+        spec, platform = yaml.safe_load_all(f)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounts = {task: executors[kfp_platform.executor_label(spec, task)].get("pvcMount")
+              for task in spec["root"]["dag"]["tasks"] if kfp_platform.executor_label(spec, task) in executors}
+    volume = [{"constant": "fakeface-models", "mountPath": "/models"}]
+    assert mounts == {"ServedModel": volume, "Pusher": volume, "Trainer": None}
+    kfp_platform.validate_platform_spec(platform)
+    assert not any("serving_model_dir" in w for w in result["warnings"])
+
+
+def test_compile_names_the_key_of_every_location_a_pod_cannot_use(tmp_path):
+    from fakeface import sample_data
+
+    catalog = sample_data.generate(str(tmp_path / "data"), per_source=2, size=16)
+    config = config_lib.from_dict({"runs_root": str(tmp_path / "runs"), "catalog": catalog,
+                                   "kubeflow": {"pipeline_root": "minio://mlpipeline/v2",
+                                                "serving_model_dir": "/srv/models"}})
+    warnings = kubeflow_runner.cluster_warnings(kubeflow_runner.cluster_config(config))
+    keys = sorted(w.split(":")[0].split(" ")[0] for w in warnings)
+    assert keys == ["catalog", "catalog", "kubeflow.pipeline_root", "kubeflow.serving_model_dir",
+                    "trainer.backbone_handle"]
 
 
 def test_only_the_trainer_has_a_node_selector_and_tolerations(compiled):
@@ -114,8 +196,7 @@ def test_images_per_component(compiled):
     for task, executor in _executors(compiled.documents[0]).items():
         expected = KUBEFLOW["trainer_image"] if task == "Trainer" else KUBEFLOW["image"]
         assert executor["container"]["image"] == expected, task
-        assert executor["container"]["command"][-1] == (
-            "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor")
+        assert executor["container"]["command"] == kfp_entrypoint.COMMAND
 
 
 def test_beam_args_and_locations_come_from_the_kubeflow_section(compiled):
@@ -127,14 +208,14 @@ def test_beam_args_and_locations_come_from_the_kubeflow_section(compiled):
         assert not set(local_args) & set(args), task
     assert compiled.job["runtimeConfig"]["gcsOutputDirectory"] == KUBEFLOW["pipeline_root"]
     pusher = spec["root"]["dag"]["tasks"]["Pusher"]["inputs"]["parameters"]
-    assert KUBEFLOW["serving_model_dir"] in pusher["push_destination"]["runtimeValue"]["constantValue"]["stringValue"]
+    assert KUBEFLOW["serving_model_dir"] in pusher["push_destination"]["runtimeValue"]["constant"]
     assert compiled.result["warnings"] == []
 
 
 def test_code_is_referenced_by_import_path(compiled):
     spec = compiled.documents[0]
     tasks = spec["root"]["dag"]["tasks"]
-    value = lambda task, name: tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]["stringValue"]
+    value = lambda task, name: tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
     assert value("Transform", "preprocessing_fn") == "fakeface.components.transform.preprocessing.preprocessing_fn"
     assert value("Trainer", "run_fn") == "fakeface.components.trainer.training.run_fn"
     text = json.dumps(spec)
@@ -181,9 +262,12 @@ def test_executor_label_follows_the_spec_not_the_task_name(compiled):
 
 
 def test_compile_rejects_bad_settings(tmp_path):
-    bad = config_lib.from_dict({"kubeflow": {"memory": "8 gigs"}})
-    with pytest.raises(config_lib.ConfigError, match="kubeflow.memory"):
+    bad = config_lib.from_dict({"kubeflow": {"beam_resources": {"memory_limit": "8 gigs"}}})
+    with pytest.raises(config_lib.ConfigError, match="kubeflow.beam_resources.memory_limit"):
         kubeflow_runner.compile_pipeline(bad, str(tmp_path / "p.yaml"))
+    above = config_lib.from_dict({"kubeflow": {"light_resources": {"cpu_request": "2", "cpu_limit": "1"}}})
+    with pytest.raises(config_lib.ConfigError, match="kubeflow.light_resources: a request above its limit"):
+        kubeflow_runner.compile_pipeline(above, str(tmp_path / "p.yaml"))
     with pytest.raises(kfp_platform.PlatformSpecError, match=".yaml"):
         kubeflow_runner.compile_pipeline(config_lib.PipelineConfig(), str(tmp_path / "p.txt"))
 
@@ -268,6 +352,14 @@ class FakeKfpClient:
         return types.SimpleNamespace(experiment_id=self.experiments[experiment_name])
 
     def create_recurring_run(self, experiment_id, job_name, cron_expression, pipeline_package_path, **kwargs):
+        import inspect
+
+        import kfp
+
+        # The arguments the real client takes, by name.
+        inspect.signature(kfp.Client.create_recurring_run).bind(
+            self, experiment_id, job_name, cron_expression=cron_expression,
+            pipeline_package_path=pipeline_package_path, **kwargs)
         self._maybe_fail()
         with open(pipeline_package_path) as f:
             assert len(list(yaml.safe_load_all(f))) == 2  # spec and platform spec
@@ -318,6 +410,9 @@ def test_schedule_create_replaces_and_is_idempotent(cli, compiled, capsys):
         mine = next(r for r in runs if r.display_name == "fakeface-retrain")
         assert mine.trigger.cron_schedule.cron == "0 30 2 * * *"
         assert mine.kwargs["enable_caching"] is False and mine.kwargs["max_concurrency"] == 1
+        # Open-source KFP takes the root from the run, not the spec.
+        assert mine.kwargs["pipeline_root"] == config_lib.KubeflowConfig().pipeline_root
+        assert mine.kwargs["service_account"] == "fakeface-pipeline-runner"
         assert "replaced rr-2" in capsys.readouterr().out
 
         assert cli("schedule", "list", "--endpoint", endpoint) == 0

@@ -121,10 +121,13 @@ def export_small_cnn(path: str, seed: int = 0) -> str:
 
 
 def ensure_local_backbone(name: str, handle: str, seed: int = 0) -> bool:
-    """Builds a locally built backbone at `handle` unless it is there; True if built."""
+    """Builds a locally built backbone at a local `handle` unless it is there; True if built.
+
+    A URL handle is the cluster's copy, uploaded by whoever set the config up.
+    """
     import tensorflow as tf
 
-    if name != SMALL_CNN or tf.io.gfile.exists(os.path.join(handle, "saved_model.pb")):
+    if name != SMALL_CNN or "://" in handle or tf.io.gfile.exists(os.path.join(handle, "saved_model.pb")):
         return False
     export_small_cnn(handle, seed=seed)
     return True
