@@ -226,6 +226,22 @@ def checkpoint_dir(fn_args: tfx.components.FnArgs) -> str:
     return os.path.join(trainer_root, "checkpoints", hashlib.sha256(key.encode()).hexdigest()[:16])
 
 
+def write_curves(history_csv: str, curves_csv: str) -> None:
+    """The per-epoch log as curves, one row per epoch.
+
+    A resumed run repeats the epochs after its last checkpoint, and the log,
+    appended to by every attempt, holds them twice: the last row of an epoch
+    is the one the final model went through.
+    """
+    with tf.io.gfile.GFile(history_csv) as f:
+        rows = list(csv.DictReader(f))
+    by_epoch = {int(row["epoch"]): row for row in rows}
+    with tf.io.gfile.GFile(curves_csv, "w") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["epoch"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(by_epoch[epoch] for epoch in sorted(by_epoch))
+
+
 def save_curves(history_csv: str, png_path: str) -> None:
     """Loss, accuracy and AUC per epoch, train and validation, as a PNG."""
     import matplotlib
@@ -259,6 +275,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     config = fn_args.custom_config
     trainer_config = config["trainer"]
     tf.keras.utils.set_random_seed(int(trainer_config["seed"]))
+    # The same seed, data and config give the same model (README, "Reproducibility").
+    tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(trainer_config["batch_size"])
     train = input_fn(fn_args.train_files, fn_args.data_accessor, tf_transform_output,
@@ -298,7 +316,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                         callbacks=callbacks)
     curves_csv = os.path.join(fn_args.model_run_dir, "training_curves.csv")
     tf.io.gfile.makedirs(fn_args.model_run_dir)
-    tf.io.gfile.copy(history_csv, curves_csv, overwrite=True)
+    write_curves(history_csv, curves_csv)
     tf.io.gfile.remove(history_csv)
     save_curves(curves_csv, os.path.join(fn_args.model_run_dir, "training_curves.png"))
 
