@@ -407,7 +407,8 @@ def test_service_hpa_and_pdb_target_the_serving_pods(kustomization):
         "name": deployment["metadata"]["name"],
     }
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    assert hpa["spec"]["minReplicas"] <= deployment["spec"]["replicas"] <= hpa["spec"]["maxReplicas"]
+    # The HPA owns the replica count; one in the Deployment would reset it on every apply.
+    assert "replicas" not in deployment["spec"]
     cpu_metrics = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
     assert cpu_metrics and cpu_metrics[0]["resource"]["target"]["type"] == "Utilization"
 
@@ -577,3 +578,47 @@ def test_monitoring_config_enables_prometheus():
 def test_config_parsers_reject_what_tf_serving_rejects(parser, text):
     with pytest.raises(text_format.ParseError):
         parser(text)
+
+
+# --- Between the pipeline and serving --------------------------------------
+
+
+def test_on_gke_the_pipeline_writes_the_bucket_through_workload_identity():
+    from fakeface.pipeline import config as config_lib
+
+    objects = build(K8S_DIR / "overlays" / "gke")
+    runner = find(objects, "ServiceAccount", "fakeface-pipeline-runner")
+    assert runner["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    assert config_lib.KubeflowConfig().service_account == "fakeface-pipeline-runner"
+    launcher = find(objects, "ConfigMap", "kfp-launcher")
+    assert launcher["metadata"]["namespace"] == NAMESPACE
+    assert launcher["data"]["defaultPipelineRoot"] == config_lib.KubeflowConfig().pipeline_root
+
+
+def test_on_kind_serving_reads_what_the_pusher_writes(tmp_path):
+    import yaml as yaml_lib
+
+    from fakeface.pipeline import config as config_lib
+    from fakeface.pipeline import kfp_platform, kubeflow_runner
+
+    objects = build(K8S_DIR / "overlays" / "kind")
+    config = config_lib.from_dict({"kubeflow": {"serving_pvc": "fakeface-models",
+                                                "serving_model_dir": "/models/fakeface"}})
+    path = str(tmp_path / "kind.yaml")
+    kubeflow_runner.compile_pipeline(config, path)
+    with open(path) as f:
+        spec, platform = yaml_lib.safe_load_all(f)
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    (pusher_mount,) = executors[kfp_platform.executor_label(spec, "Pusher")]["pvcMount"]
+    assert pusher_mount["constant"] in names(objects, "PersistentVolumeClaim")
+
+    deployment = serving_deployment(objects)
+    (store,) = [m for m in serving_container(deployment)["volumeMounts"] if m["name"] == "model-store"]
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "model-store")
+    assert volume["persistentVolumeClaim"]["claimName"] == pusher_mount["constant"]
+    # The Pusher writes <mount>/<subPath>/<version>; serving reads the same folder as its base path.
+    written = f"{pusher_mount['mountPath']}/{store['subPath']}"
+    assert written == config.kubeflow.serving_model_dir
+    base_path = parse_models_config(serving_configmap(objects)["data"]["models.config"]) \
+        .model_config_list.config[0].base_path
+    assert base_path == store["mountPath"]
