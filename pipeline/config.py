@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, TypeVar
 import yaml
 
 from fakeface import images
+from fakeface.serving.classify import DEFAULT_TTA_ANGLES
 
 _T = TypeVar("_T")
 
@@ -210,7 +211,7 @@ class EvaluatorConfig:
     robustness_scale: float = 0.5
     # Test-time rotation column of the report: each test image scored as the
     # mean over these rotations in degrees (the notes' Table 4); empty: none.
-    tta_angles: List[float] = dataclasses.field(default_factory=lambda: [-15.0, 0.0, 15.0])
+    tta_angles: List[float] = dataclasses.field(default_factory=lambda: list(DEFAULT_TTA_ANGLES))
 
 
 @dataclasses.dataclass

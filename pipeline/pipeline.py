@@ -47,6 +47,12 @@ def backbone_handle(config: config_lib.PipelineConfig) -> str:
     return handle if handle in backbones.NAMED_WEIGHTS else _absolute(handle)
 
 
+def ensure_local_backbone(config: config_lib.PipelineConfig) -> bool:
+    """Builds the locally built backbone the config names, unless it exists; True if built now."""
+    return backbones.ensure_local_backbone(config.trainer.backbone, backbone_handle(config),
+                                           seed=config.trainer.seed)
+
+
 def trainer_custom_config(config: config_lib.PipelineConfig) -> Dict[str, Any]:
     """What run_fn receives as custom_config (components/trainer/training.py)."""
     return {

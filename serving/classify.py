@@ -48,6 +48,7 @@ CATEGORIES = (REAL, FAKE, UNREADABLE)
 SCORES_FILE = "scores.csv"
 COLUMNS = ("source", "destination", "category", features.FAKE_PROBABILITY, features.IS_FAKE,
            features.THRESHOLD, features.MODEL_VERSION, "sha256", "reason")
+# The notes' Table 4: rotations by up to 15 degrees.
 DEFAULT_TTA_ANGLES = (-15.0, 0.0, 15.0)
 
 

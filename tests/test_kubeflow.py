@@ -1,6 +1,5 @@
 """`fakeface compile` and `fakeface schedule`, offline: no cluster, no registry, no Docker."""
 
-import argparse
 import contextlib
 import http.server
 import json
@@ -16,7 +15,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from fakeface import kubeflow_cli
+from fakeface import cli as fakeface_cli
 from fakeface.pipeline import config as config_lib
 from fakeface.pipeline import compiled_runner, kfp_entrypoint, kfp_platform, kubeflow_runner, schedule
 
@@ -55,11 +54,8 @@ def compiled(tmp_path_factory):
     root = tmp_path_factory.mktemp("kubeflow")
     config_path = root / "config.yaml"
     config_path.write_text(yaml.safe_dump(_config_dict()))
-    parser = argparse.ArgumentParser()
-    kubeflow_cli.add_commands(parser.add_subparsers(dest="command", required=True))
     yaml_path = str(root / "fakeface.yaml")
-    args = parser.parse_args(["compile", "--config", str(config_path), yaml_path])
-    assert args.func(args) == 0
+    assert fakeface_cli.main(["compile", "--config", str(config_path), yaml_path]) == 0
 
     config = config_lib.from_dict(_config_dict())
     before = config_lib.to_dict(config)
@@ -387,13 +383,10 @@ class FakeKfpClient:
 @pytest.fixture
 def cli():
     fake = FakeKfpClient()
-    parser = argparse.ArgumentParser()
-    kubeflow_cli.add_commands(parser.add_subparsers(dest="command", required=True),
-                              client_factory=lambda **kwargs: fake)
+    parser = fakeface_cli.build_parser(client_factory=lambda **kwargs: fake)
 
     def run(*argv):
-        args = parser.parse_args(list(argv))
-        return args.func(args)
+        return fakeface_cli.dispatch(parser.parse_args(list(argv)))
 
     run.fake = fake
     return run
@@ -483,9 +476,6 @@ def test_a_real_kfp_client_at_a_closed_port_is_unreachable(capsys):
 
 
 def test_schedule_cli_reports_an_unreachable_endpoint(capsys):
-    parser = argparse.ArgumentParser()
-    kubeflow_cli.add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["schedule", "list", "--endpoint", f"http://127.0.0.1:{_closed_port()}",
-                              "--timeout", "2"])
-    assert args.func(args) == 1
+    assert fakeface_cli.main(["schedule", "list", "--endpoint", f"http://127.0.0.1:{_closed_port()}",
+                              "--timeout", "2"]) == 1
     assert "cannot reach the Kubeflow Pipelines API" in capsys.readouterr().err

@@ -16,7 +16,6 @@ against the exported model itself:
   model, are driven by the real clients and CLI.
 """
 
-import argparse
 import base64
 import csv
 import http.server
@@ -41,7 +40,8 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grp
 from fakeface import features, sample_data
 from fakeface.serving import classify as classify_lib
 from fakeface.serving import client as client_lib
-from fakeface.serving import serving_cli
+from fakeface import cli as fakeface_cli
+from fakeface.cli import errors as cli_errors
 
 MODEL_NAME = "fakeface"
 
@@ -552,10 +552,7 @@ def test_a_model_that_is_not_loaded_gives_a_clear_error(kind, reset_servers, mod
 # ---------------------------------------------------------------- the CLI
 
 def _cli(argv):
-    parser = argparse.ArgumentParser(prog="fakeface")
-    serving_cli.add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return fakeface_cli.main(argv)
 
 
 @pytest.mark.slow
@@ -568,7 +565,7 @@ def test_predict_command_prints_csv_and_json_and_flags_failures(target, servers,
     for path in image_files:
         shutil.copy(path, folder)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    assert _cli(["predict", target, value, "--format", "csv", str(folder)]) == serving_cli.EXIT_SOME_FAILED
+    assert _cli(["predict", target, value, "--format", "csv", str(folder)]) == cli_errors.EXIT_FAILED
     captured = capsys.readouterr()
     rows = list(csv.DictReader(io.StringIO(captured.out)))
     assert [os.path.basename(r["path"]) for r in rows] == sorted(os.listdir(folder))
@@ -578,7 +575,7 @@ def test_predict_command_prints_csv_and_json_and_flags_failures(target, servers,
     np.testing.assert_allclose([scored[os.path.basename(p)] for p in image_files], direct_scores, rtol=1e-5)
     assert "1 of 6 file(s) could not be scored" in captured.err
 
-    assert _cli(["predict", target, value, "--format", "json", *image_files]) == serving_cli.EXIT_OK
+    assert _cli(["predict", target, value, "--format", "json", *image_files]) == cli_errors.EXIT_OK
     rows = json.loads(capsys.readouterr().out)
     np.testing.assert_allclose([r["fake_probability"] for r in rows], direct_scores, rtol=1e-5)
     assert [r["decision"] for r in rows] == [
@@ -589,13 +586,13 @@ def test_predict_command_prints_csv_and_json_and_flags_failures(target, servers,
 def test_predict_command_says_when_the_server_is_unreachable(tmp_path, capsys, image_files):
     port = _closed_port()
     assert _cli(["predict", "--rest", f"http://127.0.0.1:{port}", "--retries", "1",
-                 image_files[0]]) == serving_cli.EXIT_SERVING
+                 image_files[0]]) == cli_errors.EXIT_FAILED
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in err and "unavailable after 2 attempt(s)" in err and "refused" in err
 
 
 def test_predict_command_refuses_a_missing_path(capsys):
-    assert _cli(["predict", "--model", "/nonexistent", "/nonexistent/file.jpg"]) == serving_cli.EXIT_USAGE
+    assert _cli(["predict", "--model", "/nonexistent", "/nonexistent/file.jpg"]) == cli_errors.EXIT_USAGE
     assert "/nonexistent/file.jpg: no such file or folder" in capsys.readouterr().err
 
 

@@ -1,43 +1,39 @@
-"""`fakeface report` and `fakeface experiments`.
-
-    fakeface report [EVAL_URI|latest] OUT_DIR [--config FILE] [--compare EVAL_URI|latest]
-    fakeface experiments OUT_DIR [--config FILE] [--only v1,v2] [--leave-one-generator-out]
-"""
+"""Evaluation commands: report, experiments."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import os
-import sys
 import time
+
+from fakeface.cli.errors import EXIT_OK, UsageError
 
 
 def _resolve(config, which: str):
     from fakeface.pipeline import results
 
-    if which == "latest":
-        summary = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
-        if not summary.evaluation_uri:
-            raise LookupError(f"the latest run of {config.pipeline_name!r} ({summary.run_id}) has no "
-                              "Evaluator output")
-        which = summary.evaluation_uri
-    return results.evaluation_inputs(config.metadata_path_resolved, os.path.abspath(which)
-                                     if "://" not in which else which)
+    try:
+        if which == "latest":
+            summary = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
+            if not summary.evaluation_uri:
+                raise UsageError(f"the latest run of {config.pipeline_name!r} ({summary.run_id}) has no "
+                                 "Evaluator output")
+            which = summary.evaluation_uri
+        return results.evaluation_inputs(config.metadata_path_resolved,
+                                         os.path.abspath(which) if "://" not in which else which)
+    except LookupError as e:
+        raise UsageError(e) from e
 
 
 def _report(args: argparse.Namespace) -> int:
+    from fakeface.components.evaluation_report import report
     from fakeface.pipeline import config as config_lib
-    from fakeface.pipeline import report
 
     config = config_lib.load(args.config)
     evaluator = dataclasses.asdict(config.evaluator)
-    try:
-        found = _resolve(config, args.evaluation)
-        compared = _resolve(config, args.compare) if args.compare else None
-    except LookupError as e:
-        print(f"fakeface report: error: {e}", file=sys.stderr)
-        return 2
+    found = _resolve(config, args.evaluation)
+    compared = _resolve(config, args.compare) if args.compare else None
     started = time.monotonic()
     model = report.build(found["examples"], found["model"], found["evaluation"], found["blessing"], evaluator)
     other = None
@@ -49,12 +45,11 @@ def _report(args: argparse.Namespace) -> int:
     print(f"Report on {len(model.predictions)} test images written in {time.monotonic() - started:.1f} s: {path}")
     for failure in model.failures:
         print(f"  not blessed: {failure}")
-    return 0
+    return EXIT_OK
 
 
 def _experiments(args: argparse.Namespace) -> int:
     from fakeface import catalog as catalog_lib
-    from fakeface.components.trainer import backbones
     from fakeface.pipeline import config as config_lib
     from fakeface.pipeline import experiments, pipeline
 
@@ -63,14 +58,11 @@ def _experiments(args: argparse.Namespace) -> int:
     if args.only:
         unknown = sorted(set(args.only) - set(chosen))
         if unknown:
-            print(f"fakeface experiments: error: unknown experiments {unknown}; known: {sorted(chosen)}",
-                  file=sys.stderr)
-            return 2
+            raise UsageError(f"unknown experiments {unknown}; known: {sorted(chosen)}")
         chosen = {name: chosen[name] for name in args.only}
     if args.leave_one_generator_out:
         chosen.update(experiments.leave_one_generator_out(catalog_lib.load(config.catalog_path)))
-    backbones.ensure_local_backbone(config.trainer.backbone, pipeline.backbone_handle(config),
-                                    seed=config.trainer.seed)
+    pipeline.ensure_local_backbone(config)
     started = time.monotonic()
     rows = experiments.run(config, chosen, args.out_dir)
     print(f"{len(chosen)} experiments in {time.monotonic() - started:.0f} s. Accuracy per source:")
@@ -78,14 +70,14 @@ def _experiments(args: argparse.Namespace) -> int:
         print(f.read())
     print(f"Matrix: {os.path.join(args.out_dir, 'matrix.html')} (and matrix.csv); one report per experiment "
           f"beside it. {len(rows) - 1} sources.")
-    return 0
+    return EXIT_OK
 
 
 def _names(text: str):
     return [name for name in text.split(",") if name]
 
 
-def add_commands(commands) -> None:
+def register(commands) -> None:
     report = commands.add_parser("report", help="render the evaluation report of a pipeline run")
     report.add_argument("evaluation", metavar="EVAL_URI|latest",
                         help="an Evaluator output folder, or 'latest' for the latest run's")

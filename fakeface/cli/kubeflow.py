@@ -1,15 +1,6 @@
-"""The Kubeflow subcommands of `fakeface`.
+"""Kubeflow commands: compile, run-compiled, schedule.
 
-    fakeface compile [--config FILE] OUT.yaml|OUT.json
-    fakeface run-compiled SPEC.yaml [--pipeline-root DIR] [--project DIR]
-    fakeface schedule create [--config FILE] [--endpoint URL] [--experiment NAME] [--name NAME]
-                             [--cron EXPR] [--spec FILE.yaml] [--cache] [--service-account SA]
-    fakeface schedule list   [--config FILE] [--endpoint URL] [--experiment NAME]
-    fakeface schedule delete [--config FILE] [--endpoint URL] [--experiment NAME] [--name NAME]
-
-Defaults come from the `kubeflow` section of the config. Exit codes: 0 done,
-1 the KFP API failed (message on stderr says why and what to do), 2 a config
-or argument error.
+Defaults come from the `kubeflow` section of the config.
 """
 
 from __future__ import annotations
@@ -18,40 +9,23 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import Any, Callable, Optional
+from typing import Optional
 
-
-def _error(command: str, message: object, code: int) -> int:
-    print(f"fakeface {command}: error: {message}", file=sys.stderr)
-    return code
-
-
-def _load_config(path: Optional[str]):
-    from fakeface.pipeline import config as config_lib
-
-    return config_lib.load(path)
-
-
-def _ensure_local_backbone(config) -> None:
-    """Builds a locally built backbone the spec refers to, as `fakeface run` does."""
-    from fakeface.components.trainer import backbones
-    from fakeface.pipeline import pipeline
-
-    handle = pipeline.backbone_handle(config)
-    if backbones.ensure_local_backbone(config.trainer.backbone, handle, seed=config.trainer.seed):
-        print(f"Built the {config.trainer.backbone} backbone as a TF Hub module at {handle}")
+from fakeface.cli.errors import EXIT_OK, UsageError, WorkFailed
 
 
 def _compile(args: argparse.Namespace) -> int:
     from fakeface.pipeline import config as config_lib
-    from fakeface.pipeline import kfp_platform, kubeflow_runner
+    from fakeface.pipeline import kfp_platform, kubeflow_runner, pipeline
 
+    config = config_lib.load(args.config)
+    if pipeline.ensure_local_backbone(config):
+        print(f"Built the {config.trainer.backbone} backbone as a TF Hub module at "
+              f"{pipeline.backbone_handle(config)}")
     try:
-        config = _load_config(args.config)
-        _ensure_local_backbone(config)
         result = kubeflow_runner.compile_pipeline(config, args.out)
-    except (config_lib.ConfigError, kfp_platform.PlatformSpecError) as e:
-        return _error("compile", e, 2)
+    except kfp_platform.PlatformSpecError as e:
+        raise UsageError(e) from e
     for warning in result["warnings"]:
         print(f"fakeface compile: warning: {warning}", file=sys.stderr)
     kubeflow = config.kubeflow
@@ -67,7 +41,7 @@ def _compile(args: argparse.Namespace) -> int:
               f"; node selector {kubeflow.trainer_node_selector}, "
               f"{len(kubeflow.trainer_tolerations)} toleration(s) on executor {result['trainer_executor']}"
               if result["platform_spec"] else ""))
-    return 0
+    return EXIT_OK
 
 
 def _checkout() -> Optional[str]:
@@ -81,24 +55,23 @@ def _checkout() -> Optional[str]:
 def _run_compiled(args: argparse.Namespace) -> int:
     from fakeface.pipeline import compiled_runner, image_env
 
-    command = "run-compiled"
     try:
         spec = compiled_runner.load(args.spec)
         compiled_runner.check_accepted(spec)
     except compiled_runner.SpecError as e:
-        return _error(command, e, 2)
+        raise UsageError(e) from e
     root = args.pipeline_root or spec.get("defaultPipelineRoot", "")
     if not root or "://" in root:
-        return _error(command, f"the spec's pipeline root {root!r} is not a folder on this machine; "
-                               "give one with --pipeline-root DIR", 2)
+        raise UsageError(f"the spec's pipeline root {root!r} is not a folder on this machine; "
+                         "give one with --pipeline-root DIR")
     project = args.project or _checkout()
     if not project:
-        return _error(command, "fakeface is not installed from a checkout; give the checkout the "
-                               "images are built from with --project DIR", 2)
+        raise UsageError("fakeface is not installed from a checkout; give the checkout the "
+                         "images are built from with --project DIR")
     try:
         environment, built = image_env.build(project, os.path.join(os.path.abspath(root), ".image-env"))
     except image_env.ImageEnvError as e:
-        return _error(command, e, 1)
+        raise WorkFailed(e) from e
     print(f"{'Built' if built else 'Reusing'} the image environment {environment.root} "
           f"(fakeface as a wheel from {project})")
 
@@ -109,25 +82,21 @@ def _run_compiled(args: argparse.Namespace) -> int:
     try:
         result = compiled_runner.run(spec, root, environment, on_task_done=done)
     except compiled_runner.SpecError as e:
-        return _error(command, e, 2)
+        raise UsageError(e) from e
     except compiled_runner.TaskFailed as e:
-        return _error(command, e, 1)
+        raise WorkFailed(e) from e
     print(f"Run {result.run_id} of {result.pipeline_name}: artifacts under "
           f"{os.path.join(result.pipeline_root, result.pipeline_name, result.run_id)}")
     for line in compiled_runner.outcome(result):
         print(line)
-    return 0
+    return EXIT_OK
 
 
 def _schedule(args: argparse.Namespace) -> int:
     from fakeface.pipeline import config as config_lib
     from fakeface.pipeline import kfp_platform, schedule
 
-    command = f"schedule {args.action}"
-    try:
-        config = _load_config(args.config)
-    except config_lib.ConfigError as e:
-        return _error(command, e, 2)
+    config = config_lib.load(args.config)
     kubeflow = config.kubeflow
     endpoint = args.endpoint or kubeflow.endpoint
     experiment = args.experiment or kubeflow.experiment
@@ -142,12 +111,12 @@ def _schedule(args: argparse.Namespace) -> int:
             for run in runs:
                 cron = getattr(getattr(run.trigger, "cron_schedule", None), "cron", None) or "-"
                 print(f"{run.recurring_run_id}  {run.display_name}  cron '{cron}'  {run.status or ''}".rstrip())
-            return 0
+            return EXIT_OK
         if args.action == "delete":
             deleted = schedule.delete_recurring_runs(client, endpoint, experiment, name, args.namespace)
             print(f"Deleted {len(deleted)} recurring run(s) named {name!r} in experiment {experiment!r}"
                   + (f": {', '.join(deleted)}" if deleted else "."))
-            return 0
+            return EXIT_OK
         cron = args.cron or kubeflow.schedule_cron
         with tempfile.TemporaryDirectory(prefix="fakeface-compile-") as tmp:
             spec_path = args.spec
@@ -161,20 +130,16 @@ def _schedule(args: argparse.Namespace) -> int:
                 pipeline_root=kubeflow.pipeline_root, namespace=args.namespace, enable_caching=args.cache,
                 service_account=args.service_account or kubeflow.service_account or None)
     except schedule.KfpError as e:
-        return _error(command, e, 1)
-    except (config_lib.ConfigError, kfp_platform.PlatformSpecError) as e:
-        return _error(command, e, 2)
+        raise WorkFailed(e) from e
+    except kfp_platform.PlatformSpecError as e:
+        raise UsageError(e) from e
     replaced = f"; replaced {', '.join(result['replaced'])}" if result["replaced"] else ""
     print(f"Recurring run {name!r} ({result['id']}) in experiment {experiment!r} at {endpoint}: "
           f"cron '{cron}', caching {'on' if args.cache else 'off'}{replaced}")
-    return 0
+    return EXIT_OK
 
 
-def add_commands(subparsers: Any, client_factory: Optional[Callable[..., Any]] = None) -> None:
-    """Registers `compile` and `schedule` on an argparse subparsers object.
-
-    `client_factory` stands in for kfp.Client (tests pass a fake).
-    """
+def register(subparsers) -> None:
     compile_parser = subparsers.add_parser(
         "compile", help="compile the pipeline for Kubeflow Pipelines v2 (.yaml) or Vertex AI (.json)")
     compile_parser.add_argument("--config", help="YAML config file (see pipeline/config.py); defaults otherwise")
@@ -216,4 +181,5 @@ def add_commands(subparsers: Any, client_factory: Optional[Callable[..., Any]] =
                         help="Kubernetes service account the run's pods use (default kubeflow.service_account)")
     actions.add_parser("list", parents=[common], help="list the experiment's recurring runs")
     actions.add_parser("delete", parents=[common, named], help="delete the recurring runs of that name")
-    schedule_parser.set_defaults(func=_schedule, client_factory=client_factory)
+    # client_factory: a stand-in for kfp.Client (cli.build_parser sets it for tests).
+    schedule_parser.set_defaults(func=_schedule, client_factory=None)

@@ -1,13 +1,8 @@
-"""`fakeface predict` and `fakeface classify`, registered on the main parser by `add_commands`.
+"""Serving commands: predict, classify.
 
-    fakeface predict (--rest URL | --grpc HOST:PORT | --model DIR) FILES_OR_FOLDERS
-                     [--format table|csv|json] [--batch-size N] [--timeout S] [--retries N]
-    fakeface classify SRC_DIR DST_DIR (--rest URL | --grpc HOST:PORT | --model DIR)
-                      [--move] [--tta [--tta-angles A,B,C]]
-
-Exit codes: 0 done; 1 predict could not score some files (each is listed with
-its reason); 2 bad arguments or paths; 3 the server is unreachable or the
-model is not loaded.
+A server that cannot be reached, a model that is not loaded, and files that
+could not be scored are the work failing (exit 1); each file's reason is
+listed.
 """
 
 from __future__ import annotations
@@ -19,11 +14,8 @@ import os
 import sys
 from typing import List, Sequence
 
-# TensorFlow's C++ warnings would repeat, unformatted, every per-file error
-# these commands already report; a value the user set wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_SERVING = 0, 1, 2, 3
+from fakeface.cli.errors import EXIT_FAILED, EXIT_OK, UsageError, WorkFailed
+from fakeface.serving.classify import DEFAULT_TTA_ANGLES
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +33,9 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
 
 
 def _client(args: argparse.Namespace):
+    # TensorFlow's C++ warnings would repeat, unformatted, every per-file error
+    # these commands already report; a value the user set wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fakeface.serving import client as client_lib
 
     client = client_lib.make_client(
@@ -57,14 +52,13 @@ def _client(args: argparse.Namespace):
     return client
 
 
-def _check_numbers(args: argparse.Namespace) -> str:
+def _check_numbers(args: argparse.Namespace) -> None:
     if args.batch_size < 1:
-        return f"--batch-size must be at least 1, not {args.batch_size}"
+        raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.retries < 0:
-        return f"--retries must not be negative, not {args.retries}"
+        raise UsageError(f"--retries must not be negative, not {args.retries}")
     if args.timeout <= 0:
-        return f"--timeout must be positive, not {args.timeout}"
-    return ""
+        raise UsageError(f"--timeout must be positive, not {args.timeout}")
 
 
 def _write_results(results: Sequence, fmt: str, out) -> None:
@@ -88,34 +82,27 @@ def _write_results(results: Sequence, fmt: str, out) -> None:
             out.write(f"{r.path:<{width}}  {score}  {note}\n")
 
 
-def _fail(command: str, message: str, code: int) -> int:
-    print(f"fakeface {command}: error: {message}", file=sys.stderr)
-    return code
-
-
 def _predict(args: argparse.Namespace) -> int:
     from fakeface.serving import client as client_lib
 
-    problem = _check_numbers(args)
-    if problem:
-        return _fail("predict", problem, EXIT_USAGE)
+    _check_numbers(args)
     try:
         paths = list(client_lib.iter_files(args.paths))
     except FileNotFoundError as e:
-        return _fail("predict", str(e), EXIT_USAGE)
+        raise UsageError(e) from e
     if not paths:
-        return _fail("predict", "no files found in " + ", ".join(args.paths), EXIT_USAGE)
+        raise UsageError("no files found in " + ", ".join(args.paths))
     try:
         with _client(args) as client:
             results = list(client.predict_files(paths))
     except client_lib.ServingError as e:
-        return _fail("predict", str(e), EXIT_SERVING)
+        raise WorkFailed(e) from e
     _write_results(results, args.format, sys.stdout)
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"fakeface predict: {len(failed)} of {len(results)} file(s) could not be scored",
               file=sys.stderr)
-        return EXIT_SOME_FAILED
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -133,29 +120,26 @@ def _classify(args: argparse.Namespace) -> int:
     from fakeface.serving import classify as classify_lib
     from fakeface.serving import client as client_lib
 
-    problem = _check_numbers(args)
-    if problem:
-        return _fail("classify", problem, EXIT_USAGE)
+    _check_numbers(args)
     try:
         with _client(args) as client:
             summary = classify_lib.classify(client, args.src_dir, args.dst_dir, move=args.move,
                                             tta_angles=args.tta_angles if args.tta else None,
                                             progress=not args.no_progress)
     except client_lib.ServingError as e:
-        return _fail("classify", str(e), EXIT_SERVING)
+        raise WorkFailed(e) from e
     except (FileNotFoundError, ValueError) as e:
-        return _fail("classify", str(e), EXIT_USAGE)
+        raise UsageError(e) from e
     verb = "moved" if args.move else "copied"
     print(f"{summary.placed} file(s) {verb}: {summary.real} real, {summary.fake} fake, "
           f"{summary.unreadable} unreadable; {summary.skipped} already done. "
           f"Scores: {args.dst_dir}/{classify_lib.SCORES_FILE}")
     for path, reason in summary.failed:
         print(f"fakeface classify: left in place, {path}: {reason}", file=sys.stderr)
-    return EXIT_OK if not summary.failed else EXIT_SOME_FAILED
+    return EXIT_OK if not summary.failed else EXIT_FAILED
 
 
-def add_commands(subparsers) -> None:
-    """Registers `predict` and `classify` on the `fakeface` parser's subparsers."""
+def register(subparsers) -> None:
     predict = subparsers.add_parser(
         "predict", help="score image files with a served or local model",
         description="Scores each file (folders are walked) and prints path, score and decision.")
@@ -176,7 +160,7 @@ def add_commands(subparsers) -> None:
     classify.add_argument("--move", action="store_true", help="move the files instead of copying them")
     classify.add_argument("--tta", action="store_true",
                           help="test-time rotation: average the scores of rotated copies (see --tta-angles)")
-    classify.add_argument("--tta-angles", type=_angles, default=[-15.0, 0.0, 15.0], metavar="A,B,...",
+    classify.add_argument("--tta-angles", type=_angles, default=list(DEFAULT_TTA_ANGLES), metavar="A,B,...",
                           help="rotation angles in degrees for --tta (default -15,0,15; write --tta-angles=-15,0,15)")
     classify.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     classify.set_defaults(func=_classify)
