@@ -44,6 +44,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import yaml
 
+from fakeface.components.evaluation_report import executor as report_executor
 from fakeface.pipeline import image_env, kfp_condition
 
 # What KFP's API server accepts (backend/src/apiserver/template/v2_template.go, common/utils.go).
@@ -358,7 +359,8 @@ def outcome(result: PipelineRun) -> List[str]:
             metadata = artifact["metadata"]
             if metadata.get("pushed"):
                 lines.append(f"Model pushed to {metadata.get('pushed_destination')}")
-            for reason in filter(None, str(metadata.get("not_blessed_because", "")).split("\n")):
+            reasons = metadata.get(report_executor.NOT_BLESSED_BECAUSE_PROPERTY, "")
+            for reason in filter(None, str(reasons).split("\n")):
                 lines.append(f"  not blessed: {reason}")
     if not any(line.startswith("Model pushed") for line in lines):
         skipped = [t.name for t in result.tasks if t.state == "SKIPPED"]

@@ -10,7 +10,7 @@ probability.
 Most sources hold one class only, so AUC inside a source's slice means
 nothing: per source the number that counts is the detection rate (Recall) of
 a fake source and the false-positive rate (FallOut) of a real one. AUC of each
-fake source against all real images is in the report (pipeline/report.py).
+fake source against all real images is in the report (components/evaluation_report/).
 
 Blessing limits the false-positive rate of all real images together and of
 each real source (CheckedFallOut), but only where the slice holds at least

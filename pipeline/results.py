@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from fakeface.components.evaluation_report import executor as report_executor
 from fakeface.components.evaluation_report.component import EvaluationReportArtifact
 
 _STATE_NAMES = {v: k for k, v in metadata_store_pb2.Execution.State.items()}
@@ -80,8 +81,8 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
             elif type_name == "Examples" and node == "ImageExampleGen":
                 summary.ingest_report = _custom(artifact, "ingest_report") or None
             elif type_name == EvaluationReportArtifact.TYPE_NAME:
-                summary.report_html = _custom(artifact, "report_html") or None
-                reasons = _custom(artifact, "not_blessed_because")
+                summary.report_html = _custom(artifact, report_executor.REPORT_HTML_PROPERTY) or None
+                reasons = _custom(artifact, report_executor.NOT_BLESSED_BECAUSE_PROPERTY)
                 summary.not_blessed_because = reasons.split("\n") if reasons else []
     return summary
 
@@ -99,7 +100,7 @@ def ingest_warnings(report_html: str) -> List[str]:
 
 
 def report_summary(report_html: str) -> Dict:
-    """The metrics.json beside an evaluation report (pipeline/report.py)."""
+    """The metrics.json beside an evaluation report (components/evaluation_report/)."""
     import json
 
     import tensorflow as tf

@@ -1,4 +1,4 @@
-"""pipeline/report.py and the experiment matrix on hand-made predictions: no model, no TFMA."""
+"""The evaluation report's tables and page, and the experiment matrix, on hand-made predictions: no model, no TFMA."""
 
 import io
 import math
@@ -8,12 +8,13 @@ import pytest
 from PIL import Image
 
 from fakeface import features
-from fakeface.pipeline import experiments, report
+from fakeface.components.evaluation_report import content, page, report, scoring, tables
+from fakeface.pipeline import experiments
 
 
 def _prediction(source, label, score, generator="g"):
     return {features.SOURCE: source, features.LABEL: label, features.GENERATOR: generator,
-            report.ORIGINAL: score, report.JPEG: score / 2}
+            scoring.ORIGINAL: score, scoring.JPEG: score / 2}
 
 
 PREDICTIONS = [
@@ -23,7 +24,7 @@ PREDICTIONS = [
 
 
 def test_source_rows_give_detection_rates_false_positive_rates_and_auc_against_all_real():
-    rows = {r["source"]: r for r in report.source_rows(PREDICTIONS, 0.5, [report.ORIGINAL, report.JPEG])}
+    rows = {r["source"]: r for r in tables.source_rows(PREDICTIONS, 0.5, [scoring.ORIGINAL, scoring.JPEG])}
     assert rows["RealA"]["false_positive_rate"] == pytest.approx(0.5)
     assert rows["RealB"]["false_positive_rate"] == 0.0
     assert rows["FakeA"]["detection_rate"] == pytest.approx(0.5)
@@ -37,7 +38,7 @@ def test_source_rows_give_detection_rates_false_positive_rates_and_auc_against_a
 
 
 def test_overall_metrics_include_the_confusion_matrix_at_the_threshold():
-    overall = report.overall_metrics(PREDICTIONS, 0.5)
+    overall = tables.overall_metrics(PREDICTIONS, 0.5)
     assert (overall["true_positives"], overall["false_positives"], overall["false_negatives"],
             overall["true_negatives"]) == (2, 1, 1, 2)
     assert overall["auc"] == pytest.approx(8 / 9)
@@ -53,26 +54,26 @@ def _png(width, height):
 
 def test_perturbed_copies_are_what_they_claim():
     original = _png(40, 30)
-    half = Image.open(io.BytesIO(report.downscale(original, 0.5)))
+    half = Image.open(io.BytesIO(scoring.downscale(original, 0.5)))
     assert (half.format, half.size) == ("PNG", (20, 15))
-    recompressed = Image.open(io.BytesIO(report.recompress(original, 70)))
+    recompressed = Image.open(io.BytesIO(scoring.recompress(original, 70)))
     assert recompressed.format == "JPEG" and recompressed.size == (40, 30)
-    assert report.recompress(original, 70) == report.recompress(original, 70)
+    assert scoring.recompress(original, 70) == scoring.recompress(original, 70)
 
 
 def _report(blessed, failures=()):
-    return report.Report(
+    return content.Report(
         model_uri="/m/1", model_version="20260101T000000Z", threshold=0.5,
         decision={"method": "calibrated on the eval split", "target_fpr": 0.05}, blessed=blessed,
         failures=list(failures), slices=[{"slice": "overall", "auc": 0.8}], predictions=PREDICTIONS,
-        columns=[report.ORIGINAL, report.JPEG], settings={"robustness_jpeg_quality": [65, 95]})
+        columns=[scoring.ORIGINAL, scoring.JPEG], settings={"robustness_jpeg_quality": [65, 95]})
 
 
 def test_html_names_the_failed_check_and_compares_two_models(tmp_path):
     refused = _report(False, ["fall_out is 0.5000 on slice label=0, source=RealA: must be at most 0.1"])
-    page = report.render_html(refused, compare=_report(True))
-    assert "NOT BLESSED" in page and "label=0, source=RealA" in page
-    assert "Side by side" in page and "BLESSED" in page
+    html = page.render_html(refused, compare=_report(True))
+    assert "NOT BLESSED" in html and "label=0, source=RealA" in html
+    assert "Side by side" in html and "BLESSED" in html
     path = report.write(refused, str(tmp_path / "out"))
     assert path.endswith("report.html")
     for name in ("metrics.json", "sources.csv", "slices.csv", "predictions.csv"):

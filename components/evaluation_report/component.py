@@ -18,7 +18,7 @@ from fakeface.components.evaluation_report import executor
 
 
 class EvaluationReportArtifact(types.Artifact):
-    """A folder with report.html, metrics.json and the CSVs (pipeline/report.py)."""
+    """A folder with report.html, metrics.json and the CSVs (report.py beside this file)."""
 
     # namespace.Name: the form Kubeflow's compiler takes for custom types.
     TYPE_NAME = "fakeface.EvaluationReport"

@@ -10,14 +10,20 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from fakeface.pipeline import report as report_lib
+from fakeface.components.evaluation_report import report as report_lib
 
+# Channels and parameters.
 EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
 REPORT_KEY = "report"
 EVALUATOR_CONFIG_KEY = "evaluator_config"
+# Custom properties of the report artifact, which `fakeface run` and
+# `fakeface run-compiled` read back.
+REPORT_HTML_PROPERTY = "report_html"
+BLESSED_PROPERTY = "blessed"
+NOT_BLESSED_BECAUSE_PROPERTY = "not_blessed_because"
 
 
 class Executor(base_executor.BaseExecutor):
@@ -33,10 +39,10 @@ class Executor(base_executor.BaseExecutor):
             evaluator=json.loads(exec_properties[EVALUATOR_CONFIG_KEY]))
         output = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         path = report_lib.write(report, output.uri)
-        output.set_string_custom_property("report_html", path)
-        output.set_int_custom_property("blessed", int(bool(report.blessed)))
+        output.set_string_custom_property(REPORT_HTML_PROPERTY, path)
+        output.set_int_custom_property(BLESSED_PROPERTY, int(bool(report.blessed)))
         if report.failures:
-            output.set_string_custom_property("not_blessed_because", "\n".join(report.failures))
+            output.set_string_custom_property(NOT_BLESSED_BECAUSE_PROPERTY, "\n".join(report.failures))
             for failure in report.failures:
                 logging.warning("Model %s NOT BLESSED: %s", report.model_version, failure)
         logging.info("Evaluation report: %s", path)

@@ -1,0 +1,116 @@
+"""The model's scores on every test image, as stored and perturbed, through the serving signature."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+from typing import Any, Dict, List, Sequence
+
+from fakeface import features
+
+SPLIT = "test"
+# Score columns of the predictions: the model on the test images as stored,
+# and on each perturbed copy. Missing when the config turns them off.
+ORIGINAL = "original"
+JPEG = "jpeg"
+DOWNSCALED = "downscaled"
+TTA = "rotation_tta"
+_PREDICTION_FEATURES = (features.SOURCE, features.LABEL, features.GENERATOR, features.SHOT,
+                        features.IMAGE_FORMAT, features.RESOLUTION_BUCKET, features.RELATIVE_PATH,
+                        features.CONTENT_HASH)
+
+
+def _test_records(examples_uri: str) -> List[Dict[str, Any]]:
+    import tensorflow as tf
+
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{SPLIT}", "*")))
+    if not files:
+        raise FileNotFoundError(f"{examples_uri}: no {SPLIT} split to report on")
+    records = []
+    for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
+        example = tf.train.Example.FromString(serialized)
+        feature = example.features.feature
+        record = {name: _value(feature[name]) for name in _PREDICTION_FEATURES + (features.IMAGE_BYTES,)}
+        records.append(record)
+    return records
+
+
+def _value(feature) -> Any:
+    if feature.int64_list.value:
+        return int(feature.int64_list.value[0])
+    value = feature.bytes_list.value[0] if feature.bytes_list.value else b""
+    return value
+
+
+def _seed(record: Dict[str, Any]) -> int:
+    return int(hashlib.sha256(record[features.IMAGE_BYTES]).hexdigest()[:8], 16)
+
+
+def recompress(data: bytes, quality: int) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def downscale(data: bytes, factor: float) -> bytes:
+    """The image scaled by `factor` and saved as PNG, which adds no artefacts of its own."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+    buffer = io.BytesIO()
+    image.resize(size, Image.LANCZOS).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _predict(backend, images: Sequence[bytes], batch_size: int = 32) -> List[Dict[str, Any]]:
+    rows: List[Dict[str, Any]] = []
+    for start in range(0, len(images), batch_size):
+        rows.extend(backend.predict(images[start:start + batch_size]))
+    return rows
+
+
+def _score(backend, images: Sequence[bytes]) -> List[float]:
+    return [float(r[features.FAKE_PROBABILITY]) for r in _predict(backend, images)]
+
+
+def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any]) -> Dict[str, Any]:
+    """The model's scores on every test image, as stored and perturbed.
+
+    Perturbations are deterministic per image (seeded by its bytes), so two
+    models compared on the same examples see the same perturbed copies.
+    """
+    import numpy as np
+
+    from fakeface.serving import classify, client
+
+    backend = client.InProcessBackend(model_dir)
+    records = _test_records(examples_uri)
+    originals = [r[features.IMAGE_BYTES] for r in records]
+    rows = _predict(backend, originals)
+    first = rows[0] if rows else {}
+    columns = {ORIGINAL: [float(r[features.FAKE_PROBABILITY]) for r in rows]}
+    quality = evaluator.get("robustness_jpeg_quality") or []
+    if quality:
+        columns[JPEG] = _score(backend, [
+            recompress(data, int(np.random.default_rng(_seed(r)).integers(quality[0], quality[1] + 1)))
+            for r, data in zip(records, originals)])
+    if evaluator.get("robustness_scale"):
+        columns[DOWNSCALED] = _score(backend, [downscale(d, evaluator["robustness_scale"]) for d in originals])
+    angles = evaluator.get("tta_angles") or []
+    if angles:
+        rotated = [variant for data in originals for variant in classify.rotations(data, angles)]
+        columns[TTA] = np.mean(np.reshape(_score(backend, rotated), (len(originals), len(angles))), axis=1).tolist()
+    predictions = []
+    for index, record in enumerate(records):
+        row = {name: (value.decode() if isinstance(value, bytes) else value)
+               for name, value in record.items() if name != features.IMAGE_BYTES}
+        row.update({column: scores[index] for column, scores in columns.items()})
+        predictions.append(row)
+    return {"predictions": predictions, "columns": list(columns),
+            "threshold": float(first.get(features.THRESHOLD, math.nan)),
+            "model_version": str(first.get(features.MODEL_VERSION, ""))}
