@@ -5,7 +5,7 @@
 For JPEGs of about 256 and 1024 px it measures, in images per second:
   floor       read + full Pillow decode, one process: what any ingestion must pay
   plain loop  read + Pillow verify (full decode) + write a TFRecord, one process
-  fakeface    `fakeface ingest` (executor.run_standalone): DirectRunner with one
+  fakeface    `fakeface ingest` (standalone.run): DirectRunner with one
               worker, then multi-processing with two, examples and report written.
               Beam and TFX cost a few seconds per run whatever the data, so it
               also reports the steady rate, net of a run on 8 images:
@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 
 from fakeface import catalog as catalog_lib  # noqa: E402
 from fakeface import sample_data  # noqa: E402
-from fakeface.components.image_example_gen import executor  # noqa: E402
+from fakeface.components.image_example_gen import standalone  # noqa: E402
 from fakeface.pipeline import config as config_lib  # noqa: E402
 
 
@@ -74,7 +74,7 @@ def fakeface_ingest(catalog_path: str, out_dir: str, beam_args):
     config = config_lib.PipelineConfig()
     shutil.rmtree(out_dir, ignore_errors=True)
     started = time.perf_counter()
-    report = executor.run_standalone(
+    report = standalone.run(
         catalog_path, out_dir, {"train": 56, "eval": 24, "test": 20},
         {"max_pixels": config.ingest.max_pixels, "min_side": config.ingest.min_side}, beam_args)
     return report["totals"]["found"], time.perf_counter() - started

@@ -81,33 +81,3 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
         for warning in report["warnings"]:
             logging.warning("%s", warning)
         logging.info("Ingestion report: %s", os.path.join(report_dir, ingest.REPORT_HTML))
-
-
-def run_standalone(catalog_path: str, out_dir: str, split_buckets: Dict[str, int],
-                   options: Dict[str, Any], beam_pipeline_args: List[str],
-                   dry_run: bool = False) -> Dict[str, Any]:
-    """`fakeface ingest`: the pipeline's ingestion, outside the pipeline.
-
-    Writes Split-*/ TFRecords (unless `dry_run`) and ingest_report/ under
-    `out_dir`, exactly as ImageExampleGen would; returns the report.
-    """
-    from apache_beam.options.pipeline_options import PipelineOptions
-    from tfx.dsl.components.base import base_beam_executor
-    from tfx.types import standard_artifacts
-
-    from fakeface.components.image_example_gen.component import ImageExampleGen
-
-    catalog = catalog_lib.load(catalog_path)
-    exec_properties = dict(ImageExampleGen(catalog_path, split_buckets, options).exec_properties)
-    report_dir = os.path.join(out_dir, REPORT_DIR_NAME)
-    if dry_run:
-        with beam.Pipeline(options=PipelineOptions(beam_pipeline_args)) as pipeline:
-            ingested = pipeline | "Ingest" >> ingest.IngestCatalog(catalog, ingest_options(exec_properties))
-            ingest.write_report_parts(ingested, report_dir, split_config(exec_properties))
-        return ingest.render_report(report_dir, catalog, ingest_options(exec_properties), dry_run=True)
-    examples = standard_artifacts.Examples()
-    examples.uri = out_dir
-    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_pipeline_args)
-    Executor(context).Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
-    with tf.io.gfile.GFile(os.path.join(report_dir, ingest.REPORT_JSON)) as f:
-        return json.load(f)

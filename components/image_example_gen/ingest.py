@@ -17,7 +17,6 @@ import hashlib
 import html
 import io
 import json
-import logging
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
