@@ -7,13 +7,3 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    # On Kubeflow, TFX's entrypoint imports a custom artifact type by its type
-    # name, which KFP allows two parts only: "fakeface.EvaluationReport".
-    if name == "EvaluationReport":
-        from fakeface.components.evaluation_report.component import EvaluationReportArtifact
-
-        return EvaluationReportArtifact
-    raise AttributeError(f"module 'fakeface' has no attribute {name!r}")

@@ -207,6 +207,27 @@ def test_tfx_cannot_read_the_untyped_inputs_kfp_sends_and_the_entrypoint_repairs
     assert repaired[2:] == argv[2:]
 
 
+def test_tfx_imports_a_custom_artifact_type_only_after_the_entrypoint_names_its_class():
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as tfx_utils
+
+    from fakeface.components.evaluation_report.component import EvaluationReportArtifact
+
+    schema = f"title: {EvaluationReportArtifact.TYPE_NAME}\ntype: object\n"
+    executor_input = {"outputs": {"artifacts": {"report": {"artifacts": [
+        {"type": {"instanceSchema": schema}, "uri": "/tmp/report"}]}}}}
+
+    def parse(value):
+        message = json_format.ParseDict(value, pipeline_spec_pb2.ExecutorInput())
+        return tfx_utils.parse_raw_artifact_dict(message.outputs.artifacts)
+
+    with pytest.raises(ImportError, match="fakeface.EvaluationReport"):
+        parse(executor_input)
+    (report,) = parse(kfp_entrypoint.restore_input_types(executor_input, {}))["report"]
+    assert isinstance(report, EvaluationReportArtifact)
+
+
 def test_the_entrypoint_leaves_typed_inputs_alone():
     typed = _untyped_executor_input()
     typed["inputs"]["artifacts"]["model"]["artifacts"][0]["type"] = {"schemaTitle": "system.Model"}
