@@ -3,7 +3,7 @@
 Ingestion keeps the original bytes; this module only decides whether they are
 an image the model can be fed, and reads what the examples record about it.
 
-The rules, which README.md repeats:
+The rules, which docs/ingestion.md repeats:
 * quarantined: empty, truncated or undecodable files; formats other than
   JPEG, PNG, GIF and BMP (what TensorFlow's decode_image reads, in training
   and in TF Serving alike); animated images (which frame would be the image?);

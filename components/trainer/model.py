@@ -29,7 +29,7 @@ def build_model(backbone: str, handle: str, image_size: int, trainable: bool, dr
         # fine-tuned: small, single-class-heavy batches would otherwise
         # replace the pre-trained moving statistics, and train-mode and
         # inference-mode outputs drift apart. That is a common cause of a
-        # fine-tuned Xception stuck at 50% (README, "Trainer").
+        # fine-tuned Xception stuck at 50% (docs/training.md).
         embedding = base(pixels, training=False)
     else:
         # Hub SavedModels were traced in float32: the layer must not cast its

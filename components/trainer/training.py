@@ -275,7 +275,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     config = fn_args.custom_config
     trainer_config = config["trainer"]
     tf.keras.utils.set_random_seed(int(trainer_config["seed"]))
-    # The same seed, data and config give the same model (README, "Reproducibility").
+    # The same seed, examples and config give the same model (docs/training.md).
     tf.config.experimental.enable_op_determinism()
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     batch_size = int(trainer_config["batch_size"])
