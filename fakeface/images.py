@@ -1,19 +1,30 @@
-"""Checks one encoded image file before it may enter the pipeline.
+"""The image contract, and what ingestion records about an image file.
 
-Ingestion keeps the original bytes; this module only decides whether they are
-an image the model can be fed, and reads what the examples record about it.
+A file is an image if and only if the model's own decoder, TensorFlow's
+`decode_image` behind `components/transform/preprocessing.py:decode()`, turns it
+into the pixels a viewer would see, within the pixel limit. That one function
+decides at ingestion, in the Transform graph, in `fakeface predict` and in
+`fakeface classify`; docs/ingestion.md lists the rules it applies:
 
-The rules, which docs/ingestion.md repeats:
-* quarantined: empty, truncated or undecodable files; formats other than
-  JPEG, PNG, GIF and BMP (what TensorFlow's decode_image reads, in training
-  and in TF Serving alike); animated images (which frame would be the image?);
-  images over `max_pixels` (checked from the header, before decoding, so a
-  decompression bomb costs no memory) or with a side under `min_side`.
-* taken as they are, normalised by the model's own decoder in training and
-  serving alike: grayscale is replicated to RGB, palettes are expanded, 16-bit
-  samples are scaled to 8 bits, alpha is dropped, CMYK is converted by libjpeg,
-  and EXIF orientation is ignored (pixels are used as stored, as TF Serving
-  will see them); the report counts images that carry an orientation tag.
+* taken: JPEG (MPO too: its first frame is a JPEG), PNG, GIF and BMP, the
+  formats `decode_image` reads, told apart by their first bytes as TensorFlow
+  tells them; grayscale is replicated to RGB, PNG and GIF palettes expanded,
+  16-bit samples scaled to 8 bits, alpha and transparency dropped, CMYK
+  converted by libjpeg. Animated GIFs and PNGs give their first frame,
+  everywhere.
+* refused: anything `decode_image` refuses, and what it would misread: BMPs
+  with an OS/2 header, with other than 8, 24 or 32 bits per pixel, compressed
+  or with non-standard bit fields, and 8-bit BMPs whose palette is not plain
+  gray (TensorFlow returns the palette indices, not the colours); images over
+  the pixel limit by their header, before any pixel is decoded.
+
+EXIF orientation is not applied, by TensorFlow nor anywhere else: pixels are
+used as stored, which is what TF Serving sees; the ingestion report counts the
+images that carry an orientation tag.
+
+This module holds the parts that need no TensorFlow: the formats, the limits,
+the perceptual hash's bits, and `read_header`, which reads with Pillow what no
+pixel decode is needed for. Pillow never admits or refuses a file.
 """
 
 from __future__ import annotations
@@ -21,18 +32,23 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
+from typing import Sequence
 
 from PIL import Image
 
 from fakeface import features
 
-# Formats that TensorFlow's decode_image (used by Transform and serving) reads.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
-# Beyond this many pixels an image is refused before it is decoded, so a
-# decompression bomb costs no memory. 64 Mpx is a 8000x8000 photo.
+# What TensorFlow's decode_image reads, and the first bytes by which it tells
+# them apart (tensorflow/core/kernels/image/decode_image_op.cc).
+MAGIC_BYTES = (("JPEG", b"\xff\xd8\xff"), ("PNG", b"\x89PNG\r\n\x1a\n"), ("GIF", b"GIF8"), ("BMP", b"BM"))
+ACCEPTED_FORMATS = tuple(name for name, _ in MAGIC_BYTES)
+# Beyond this many pixels an image is refused from its header, before it is
+# decoded, so a decompression bomb costs no memory. 64 Mpx is a 8000x8000 photo.
 DEFAULT_MAX_PIXELS = 64_000_000
 # Below this many pixels on a side there is nothing to detect.
 DEFAULT_MIN_SIDE = 16
+# The perceptual hash is taken over HASH_SIDE x HASH_SIDE cells of the picture.
+HASH_SIDE = 8
 _EXIF_ORIENTATION_TAG = 0x0112
 # IJG's standard luminance quantization table (quality 50), in natural order.
 _IJG_LUMINANCE = (
@@ -43,22 +59,34 @@ _IJG_LUMINANCE = (
 
 
 class BadImage(ValueError):
-    """The bytes are not an image the pipeline takes; str() is the reason."""
+    """The bytes are not an image by the contract; str() is the reason."""
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageInfo:
-    format: str
-    width: int
-    height: int
-    mode: str = "RGB"
-    # IJG-equivalent quality estimated from the luminance table; 0 if not a JPEG.
+class Header:
+    """What Pillow reads from an image's headers without decoding its pixels.
+
+    Descriptive only, for the report and the shortcut guard: a file Pillow
+    cannot parse keeps the defaults.
+    """
+
+    format: str = ""  # Pillow's name for it, also for formats the model does not take
+    mode: str = "unknown"
+    # IJG-equivalent quality estimated from the luminance table; 0 if not a
+    # JPEG or its tables cannot be read.
     jpeg_quality: int = 0
     # EXIF orientation tag (1 = as stored); 0 when there is none.
     exif_orientation: int = 0
-    # 64-bit average hash of the picture, as 16 hex digits: mostly equal for the
-    # same picture re-encoded or resized, so such near-duplicates share a split.
-    perceptual_hash: str = ""
+    # Frames of an animation (GIF, APNG) or of an MPO; the decoder takes the first.
+    frames: int = 1
+
+
+def format_of(data: bytes) -> str:
+    """The format decode_image takes `data` for, by its first bytes; "" for none."""
+    for name, magic in MAGIC_BYTES:
+        if data.startswith(magic):
+            return name
+    return ""
 
 
 def resolution_bucket(width: int, height: int) -> str:
@@ -74,57 +102,32 @@ def estimate_jpeg_quality(luminance_table) -> int:
     return max(1, min(100, int(round(quality))))
 
 
-def average_hash(image: Image.Image) -> str:
-    """aHash: one bit per cell of an 8x8 grayscale thumbnail, set when above its mean.
+def average_hash(cell_means: Sequence[float]) -> str:
+    """aHash: one bit per cell of the picture's luma, set when the cell is above the mean.
 
-    Box-averaging down to 8x8 first makes it indifferent to size, noise and
-    compression; measured on the sample data, 84% of copies re-encoded (JPEG
-    70 at half size, JPEG 95, PNG) keep the exact hash, and 158 of 160
-    distinct images get distinct hashes.
+    `cell_means` are the HASH_SIDE x HASH_SIDE cell averages, row by row.
+    Averaging whole cells makes the hash indifferent to size, noise and
+    compression, so a re-encoded or resized copy mostly keeps it (figures in
+    docs/measurements.md).
     """
-    small = image.convert("L").resize((8, 8), Image.BOX)
-    pixels = list(small.getdata())
-    mean = sum(pixels) / len(pixels)
+    mean = sum(cell_means) / len(cell_means)
     bits = 0
-    for value in pixels:
+    for value in cell_means:
         bits = (bits << 1) | (value > mean)
-    return f"{bits:016x}"
+    return f"{bits:0{len(cell_means) // 4}x}"
 
 
-def inspect(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
-            min_side: int = 1) -> ImageInfo:
-    """Fully decodes `data` and describes it, or raises BadImage with the reason."""
-    if not data:
-        raise BadImage("empty file (0 bytes)")
+def read_header(data: bytes) -> Header:
+    """The file's mode, JPEG quality, EXIF orientation and frame count, as far as Pillow can tell."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
-            fmt = image.format or "unknown"
-            if fmt not in ACCEPTED_FORMATS:
-                raise BadImage(f"format {fmt} is not taken; accepted: {', '.join(ACCEPTED_FORMATS)}")
-            width, height = image.size
-            if width < 1 or height < 1:
-                raise BadImage(f"degenerate size {width}x{height}")
-            if width * height > max_pixels:
-                raise BadImage(f"{width}x{height} is over the limit of {max_pixels} pixels")
-            if min(width, height) < min_side:
-                raise BadImage(f"{width}x{height} has a side under {min_side} pixels")
-            frames = getattr(image, "n_frames", 1)
-            if frames > 1:
-                raise BadImage(f"animated image with {frames} frames")
-            mode = image.mode
-            jpeg_quality = estimate_jpeg_quality(image.quantization[0]) if fmt == "JPEG" else 0
-            orientation = int(image.getexif().get(_EXIF_ORIENTATION_TAG, 0) or 0)
-            image.load()
-            perceptual_hash = average_hash(image)
-    except BadImage:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadImage(f"decompression bomb: {e}") from e
-    except Image.UnidentifiedImageError:
-        raise BadImage("not an image (Pillow cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise BadImage(f"cannot be decoded: {e}") from e
-    return ImageInfo(format=fmt, width=width, height=height, mode=mode, jpeg_quality=jpeg_quality,
-                     exif_orientation=orientation, perceptual_hash=perceptual_hash)
+            tables = getattr(image, "quantization", None) or {}
+            quality = estimate_jpeg_quality(tables[0]) if 0 in tables else 0
+            return Header(format=image.format or "", mode=image.mode, jpeg_quality=quality,
+                          exif_orientation=int(image.getexif().get(_EXIF_ORIENTATION_TAG, 0) or 0),
+                          frames=int(getattr(image, "n_frames", 1)))
+    except Exception:  # pylint: disable=broad-except
+        # Descriptive only: the contract is decided by the model's decoder.
+        return Header()

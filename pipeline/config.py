@@ -45,9 +45,10 @@ class SplitConfig:
 
 @dataclasses.dataclass
 class IngestConfig:
-    """What ImageExampleGen takes in; see fakeface/images.py for the rules."""
+    """What ImageExampleGen takes in; fakeface/images.py states the image contract."""
 
-    # Images with more pixels are quarantined from their header, never decoded.
+    # Images with more pixels are quarantined from their header, never
+    # decoded. At most the model decoder's own limit, which serving applies.
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     # Images with a shorter side are quarantined: too small to carry artefacts.
     min_side: int = images.DEFAULT_MIN_SIDE
@@ -60,6 +61,12 @@ class IngestConfig:
     # The report warns when format, JPEG quality or resolution alone tells
     # real from fake with at least this balanced accuracy.
     shortcut_warning_accuracy: float = 0.9
+    # A file whose reading and decoding takes longer is quarantined and its
+    # decoder process stopped (components/image_example_gen/sandbox.py), so a
+    # file that hangs a decoder cannot hang the run. Decoding a 64 Mpx image
+    # takes about a second here; a batch of files gets the same limit and is
+    # retried file by file when it runs over.
+    decode_timeout_seconds: float = 60.0
 
 
 @dataclasses.dataclass
@@ -446,6 +453,11 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
                           "bytes) or a JPEG quality from 1 to 100")
     if config.ingest.min_side < 1 or config.ingest.max_pixels < config.ingest.min_side ** 2:
         raise ConfigError(f"{where}.ingest: min_side must be at least 1 and max_pixels at least min_side squared")
+    if config.ingest.max_pixels > images.DEFAULT_MAX_PIXELS:
+        raise ConfigError(f"{where}.ingest.max_pixels: at most {images.DEFAULT_MAX_PIXELS}, the limit of the "
+                          "model's decoder, which would refuse larger images at serving")
+    if config.ingest.decode_timeout_seconds <= 0:
+        raise ConfigError(f"{where}.ingest.decode_timeout_seconds: must be positive")
     if config.transform.image_size < 16:
         raise ConfigError(f"{where}.transform.image_size: must be at least 16 pixels")
     _one_of(config.transform.input_policy, INPUT_POLICIES, f"{where}.transform.input_policy")

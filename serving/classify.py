@@ -21,10 +21,10 @@ Guarantees:
 
 Test-time rotation (`tta_angles`), as in the founding notes (rotation by up to
 15 degrees improved generalisation): each image is also scored rotated by the
-given angles and the probabilities are averaged. Rotated variants are made
-with Pillow (bilinear, same canvas size, black corners) and re-encoded as PNG,
-which is lossless, so no new JPEG artefacts are scored; angle 0 sends the
-original file unchanged.
+given angles and the probabilities are averaged. Rotated variants are the
+pixels the model's own decoder reads, rotated with Pillow (bilinear, same
+canvas size, black corners) and re-encoded as PNG, which is lossless, so no
+new JPEG artefacts are scored; angle 0 sends the original file unchanged.
 """
 
 from __future__ import annotations
@@ -70,12 +70,21 @@ class Summary:
 def rotations(data: bytes, angles: Sequence[float]) -> List[bytes]:
     """`data` rotated by each angle (degrees, counter-clockwise), as PNG; 0 keeps the file as is.
 
-    Raises images.BadImage when Pillow cannot decode `data`.
+    The pixels rotated are those the model's own decoder reads (the image
+    contract, fakeface/images.py), so a file the model refuses is refused
+    here too: raises images.BadImage with the reason.
     """
+    import numpy as np
+    import tensorflow as tf
     from PIL import Image
 
-    images.inspect(data)
-    rgb = Image.open(io.BytesIO(data)).convert("RGB")
+    from fakeface.components.transform import preprocessing
+
+    try:
+        pixels = preprocessing.decode_uint8(tf.constant(data)).numpy()
+    except tf.errors.InvalidArgumentError as e:
+        raise images.BadImage(client_lib.clean_error(e.message)) from e
+    rgb = Image.fromarray(np.asarray(pixels))
     variants = []
     for angle in angles:
         if angle == 0:

@@ -1,27 +1,22 @@
-"""Tests of the image gate (fakeface/images.py)."""
+"""What ingestion records about an image (fakeface/images.py) and its limits (inspection.py)."""
 
 import io
 
 import numpy as np
 import pytest
-from PIL import Image, features as pil_features
+from PIL import Image
 
 from fakeface import images
+from fakeface.components.image_example_gen import inspection
+from fakeface.components.image_example_gen.records import FileRecord, FileRef, Quarantined
+from fakeface.pipeline.config import IngestConfig
 
 # Not square, so a swapped width and height shows.
 WIDTH, HEIGHT = 37, 23
 
 
-def _noise(mode, width=WIDTH, height=HEIGHT):
-    rng = np.random.default_rng(0)
-    rgb = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-    if mode == "RGB":
-        return rgb
-    if mode == "I;16":
-        return Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16), mode="I;16")
-    if mode == "P":
-        return rgb.quantize(colors=16)
-    return rgb.convert(mode)
+def _noise(width=WIDTH, height=HEIGHT, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
 
 
 def _encode(img, fmt, **kwargs):
@@ -30,100 +25,69 @@ def _encode(img, fmt, **kwargs):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("mode, fmt", [
-    ("RGB", "JPEG"),
-    ("L", "JPEG"),
-    ("RGB", "PNG"),
-    ("RGBA", "PNG"),
-    ("L", "PNG"),
-    ("I;16", "PNG"),
-    ("P", "PNG"),
-    ("P", "GIF"),
-    ("RGB", "BMP"),
-])
-def test_accepted_images(mode, fmt):
-    data = _encode(_noise(mode), fmt)
-    if mode == "I;16":
-        assert Image.open(io.BytesIO(data)).mode == "I;16"
-    info = images.inspect(data)
-    assert (info.format, info.width, info.height) == (fmt, WIDTH, HEIGHT)
-    assert info.mode == Image.open(io.BytesIO(data)).mode
-    assert (info.jpeg_quality > 0) == (fmt == "JPEG")
-    assert len(info.perceptual_hash) == 16
+def _inspect(tmp_path, data, **config):
+    path = tmp_path / "file"
+    path.write_bytes(data)
+    [result] = inspection.inspect([FileRef("S", str(path), "file", len(data))], IngestConfig(**config))
+    return result
 
 
-def _rejection(data, **kwargs):
-    with pytest.raises(images.BadImage) as e:
-        images.inspect(data, **kwargs)
-    return str(e.value)
-
-
-def test_empty_bytes_are_rejected():
-    assert "empty" in _rejection(b"")
-
-
-def test_truncated_jpeg_is_rejected():
-    data = _encode(_noise("RGB", 64, 64), "JPEG")
-    assert "cannot be decoded" in _rejection(data[: len(data) // 2])
-
-
-def test_random_bytes_are_rejected():
-    assert "not an image" in _rejection(np.random.default_rng(0).bytes(4096))
-
-
-def test_text_file_is_rejected():
-    assert "not an image" in _rejection(b"label,path\nreal,ffhq/00001.png\n")
-
-
-@pytest.mark.parametrize("fmt", [
-    "TIFF",
-    pytest.param("WEBP", marks=pytest.mark.skipif(
-        not pil_features.check("webp"), reason="this Pillow cannot write WebP")),
-])
-def test_formats_tensorflow_cannot_decode_are_rejected_by_name(fmt):
-    reason = _rejection(_encode(_noise("RGB"), fmt))
-    assert f"format {fmt} is not taken" in reason
-    assert "JPEG" in reason  # tells the user what is taken
-
-
-def test_too_many_pixels_is_rejected():
-    data = _encode(_noise("RGB", 100, 100), "PNG")
-    reason = _rejection(data, max_pixels=5000)
-    assert "100x100" in reason
-    assert "5000" in reason
-
-
-def test_pixel_limit_is_inclusive():
-    data = _encode(_noise("RGB", 100, 100), "PNG")
-    info = images.inspect(data, max_pixels=10_000)
-    assert (info.format, info.width, info.height) == ("PNG", 100, 100)
-
-
-def test_pixel_limit_is_checked_before_decoding():
-    """A truncated body fails only if decoded, so the limit must answer first."""
-    data = _encode(_noise("RGB", 100, 100), "PNG")
-    header_only = data[: len(data) // 2]
-    assert "cannot be decoded" in _rejection(header_only)
-    assert "over the limit" in _rejection(header_only, max_pixels=5000)
+@pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("PNG", "RGBA"), ("GIF", "P"), ("BMP", "RGB"),
+                                       ("MPO", "RGB"), ("TIFF", "RGB")])
+def test_the_format_is_the_one_the_models_decoder_takes_the_bytes_for(fmt, mode):
+    image = _noise().convert(mode)
+    data = _encode(image, fmt, **({"save_all": True, "append_images": [_noise(seed=1)]} if fmt == "MPO" else {}))
+    assert images.format_of(data) == {"MPO": "JPEG", "TIFF": ""}.get(fmt, fmt)
+    assert images.read_header(data).format == fmt
 
 
 @pytest.mark.parametrize("quality", [40, 75, 92])
 def test_jpeg_quality_is_estimated_from_the_quantization_tables(quality):
-    assert images.inspect(_encode(_noise("RGB"), "JPEG", quality=quality)).jpeg_quality == quality
+    assert images.read_header(_encode(_noise(), "JPEG", quality=quality)).jpeg_quality == quality
 
 
-def test_animated_images_are_rejected():
-    frames = [Image.fromarray(np.full((20, 20), v, np.uint8)).convert("P") for v in (0, 255)]
-    buffer = io.BytesIO()
-    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
-    assert "animated image with 2 frames" in _rejection(buffer.getvalue())
+def test_the_header_tells_orientation_and_frames():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    rotated = images.read_header(_encode(_noise(), "JPEG", exif=exif.tobytes()))
+    assert (rotated.exif_orientation, rotated.frames, rotated.mode) == (6, 1, "RGB")
+    frames = [_noise(seed=s).convert("P") for s in range(3)]
+    assert images.read_header(_encode(frames[0], "GIF", save_all=True, append_images=frames[1:])).frames == 3
+    assert images.read_header(b"\xff\xd8\xff garbage") == images.Header()
 
 
-def test_perceptual_hash_survives_re_encoding_and_resizing():
+def test_the_hash_has_a_bit_per_cell_set_above_the_mean():
+    assert images.average_hash([0.0] * 63 + [1.0]) == "0000000000000001"
+    assert images.average_hash([1.0, 0.0] * 32) == "aaaaaaaaaaaaaaaa"
+
+
+def test_the_perceptual_hash_survives_re_encoding_and_resizing(tmp_path):
     smooth = np.add.outer(np.arange(64), np.arange(64)).astype(np.uint8) * 2
     image = Image.fromarray(np.stack([smooth, smooth[::-1], smooth.T], axis=-1))
-    png = images.inspect(_encode(image, "PNG")).perceptual_hash
-    assert images.inspect(_encode(image, "JPEG", quality=80)).perceptual_hash == png
-    assert images.inspect(_encode(image.resize((32, 32)), "PNG")).perceptual_hash == png
-    other = images.inspect(_encode(image.transpose(Image.FLIP_TOP_BOTTOM), "PNG"))
-    assert other.perceptual_hash != png
+
+    def perceptual_hash(data):
+        return _inspect(tmp_path, data).perceptual_hash
+
+    png = perceptual_hash(_encode(image, "PNG"))
+    assert perceptual_hash(_encode(image, "JPEG", quality=80)) == png
+    assert perceptual_hash(_encode(image.resize((32, 32)), "PNG")) == png
+    assert perceptual_hash(_encode(image.transpose(Image.FLIP_TOP_BOTTOM), "PNG")) != png
+
+
+def test_the_pixel_limit_is_inclusive_and_checked_before_decoding(tmp_path):
+    data = _encode(_noise(100, 100), "PNG")
+    record = _inspect(tmp_path, data, max_pixels=10_000)
+    assert isinstance(record, FileRecord) and (record.width, record.height) == (100, 100)
+    header_only = data[: len(data) // 2]  # a truncated body fails only if decoded
+    assert "more than 5000 pixels by its header" in _inspect(tmp_path, header_only, max_pixels=5000).reason
+    assert "more than" not in _inspect(tmp_path, header_only).reason
+
+
+def test_a_record_describes_the_file(tmp_path):
+    record = _inspect(tmp_path, _encode(_noise(), "JPEG", quality=75))
+    assert (record.format, record.width, record.height, record.jpeg_quality) == ("JPEG", WIDTH, HEIGHT, 75)
+    assert len(record.perceptual_hash) == 16 and len(record.content_sha256) == 64
+    reencoded = _inspect(tmp_path, _encode(_noise(), "PNG"), reencode_jpeg_quality=85)
+    assert (reencoded.format, reencoded.jpeg_quality) == ("JPEG", 85)
+    tiny = _inspect(tmp_path, _encode(_noise(8, 40), "PNG"))
+    assert isinstance(tiny, Quarantined) and tiny.reason == "8x40 has a side under 16 pixels (ingest.min_side)"

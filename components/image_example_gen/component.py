@@ -17,7 +17,8 @@ class ImageExampleGen(FileBasedExampleGen):
     """Reads every image of every catalog dataset into tf.Examples.
 
     Each example keeps the original encoded bytes and the dataset's label,
-    source, generator and shot. Splits are hash buckets of the picture's
+    source, generator and shot; files that are not images by the image
+    contract (fakeface/images.py) are quarantined. Splits are hash buckets of the picture's
     perceptual hash, so an image always lands in the same split however the
     datasets grow, and its re-encoded or resized copies mostly land with it.
     """
@@ -32,8 +33,9 @@ class ImageExampleGen(FileBasedExampleGen):
           catalog_path: the catalog YAML file (see fakeface/catalog.py).
           split_buckets: output split name to its number of hash buckets, e.g.
             {"train": 56, "eval": 24, "test": 20}.
-          ingest_options: fields of ingest.IngestOptions (limits, re-encoding,
-            the shortcut warning level); defaults where left out.
+          ingest_options: fields of pipeline/config.py's IngestConfig (limits,
+            re-encoding, the decoder's time limit, the shortcut warning level);
+            defaults where left out.
         """
         # The catalog file is the input split, so that the stock drivers of
         # other orchestrators (Kubeflow's) find and fingerprint it too.

@@ -21,7 +21,8 @@ from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2, range_config_pb2
 
 from fakeface import catalog as catalog_lib
-from fakeface.components.image_example_gen import ingest
+from fakeface.components.image_example_gen import listing
+from fakeface.components.image_example_gen.records import Quarantined
 
 
 def catalog_fingerprint(path: str) -> str:
@@ -30,12 +31,14 @@ def catalog_fingerprint(path: str) -> str:
         lines = [f"catalog:{path},sha256:{hashlib.sha256(f.read()).hexdigest()}"]
     for dataset in catalog.datasets:
         num_files = total_bytes = xor_mtime = sum_mtime = 0
-        for file_path in ingest.iter_dataset_files(dataset):
+        for entry in listing.list_dataset(dataset):
             num_files += 1
+            if isinstance(entry, Quarantined):
+                continue  # not a file that can be read (a broken link, a FIFO): ingestion quarantines it
             try:
-                stat = fileio.stat(file_path)
+                stat = fileio.stat(entry.path)
             except fileio.NotFoundError:
-                continue  # listed but unreadable (a broken link): ingestion quarantines it
+                continue  # gone since it was listed: ingestion quarantines it
             total_bytes += stat.length
             mtime = int(stat.mtime_nsec // 1_000_000_000)
             xor_mtime ^= mtime

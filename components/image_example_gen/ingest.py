@@ -3,6 +3,17 @@
 Shared by ImageExampleGen's executor and `fakeface ingest`, so a dataset can be
 checked with exactly the pipeline's code before a long run.
 
+Four stages, and only small records between them (records.py):
+
+1. list every entry of every dataset (listing.py), in batches of files;
+2. inspect each file: one read for its SHA-256, one decode by the model's own
+   decoder for its size and perceptual hash, in a sandboxed child process
+   (inspection.py, sandbox.py);
+3. decide on the small records: exact duplicates kept once, the split of
+   each image, the near-duplicates and the report's counts;
+4. read each kept file again and write its tf.Example straight into its
+   split's TFRecord file (writing.py).
+
 Every file found under a dataset ends in exactly one place: ingested, dropped
 as a byte-identical duplicate of a file that was kept, or quarantined with the
 reason. The report reconciles found = ingested + duplicates + quarantined per
@@ -13,51 +24,42 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import html
-import io
 import json
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
-from PIL import Image
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 
 from fakeface import catalog as catalog_lib
-from fakeface import features, images
+from fakeface.components.image_example_gen import listing, writing
+from fakeface.components.image_example_gen.records import FileRecord, FileRef, Quarantined
+from fakeface.components.image_example_gen.sandbox import Sandbox
+from fakeface.pipeline.config import IngestConfig
 
-EXAMPLES = "examples"
+STATISTICS = "statistics"
 QUARANTINE = "quarantine"
 DUPLICATES = "duplicates"
+NEAR_DUPLICATES = "near_duplicates"
 FOUND = "found"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
 # Attributes a detector can learn instead of the pixels: the shortcut guard
 # checks whether any one of them alone separates real from fake.
 SHORTCUT_ATTRIBUTES = ("format", "jpeg_quality", "resolution")
+# Kept files per batch of the stage that writes them.
+_WRITE_BATCH = 64
 _QUARANTINE_SHOWN = 200
 
 
-@dataclasses.dataclass(frozen=True)
-class IngestOptions:
-    max_pixels: int = images.DEFAULT_MAX_PIXELS
-    min_side: int = images.DEFAULT_MIN_SIDE
-    reencode_jpeg_quality: int = 0
-    shortcut_warning_accuracy: float = 0.9
-
-    @classmethod
-    def from_dict(cls, data: Optional[Mapping[str, Any]]) -> "IngestOptions":
-        return cls(**dict(data or {}))
-
-
-def split_index(perceptual_hash: str, split_config: example_gen_pb2.SplitConfig) -> int:
-    """The output split of an image: TFX's own partition function on the same key."""
+def split_index(split_key: str, split_config: example_gen_pb2.SplitConfig) -> int:
+    """The output split of an image: TFX's own partition function on its split key."""
     example = tf.train.Example(features=tf.train.Features(feature={
         split_config.partition_feature_name: tf.train.Feature(
-            bytes_list=tf.train.BytesList(value=[perceptual_hash.encode()]))}))
+            bytes_list=tf.train.BytesList(value=[split_key.encode()]))}))
     buckets = []
     for split in split_config.splits:
         buckets.append((buckets[-1] if buckets else 0) + split.hash_buckets)
@@ -65,199 +67,146 @@ def split_index(perceptual_hash: str, split_config: example_gen_pb2.SplitConfig)
         example, len(buckets), buckets, split_config)
 
 
-def reencode_jpeg(data: bytes, quality: int) -> bytes:
-    image = Image.open(io.BytesIO(data)).convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, subsampling="4:2:0", progressive=False)
-    return buffer.getvalue()
+class _List(beam.DoFn):
+    """Stage 1: a dataset's regular files in batches; everything else it holds under QUARANTINE."""
+
+    def process(self, dataset: catalog_lib.Dataset) -> Iterable:
+        found = 0
+        refs: List[FileRef] = []
+        for entry in listing.list_dataset(dataset):
+            found += 1
+            if isinstance(entry, Quarantined):
+                yield beam.pvalue.TaggedOutput(QUARANTINE, entry.to_dict())
+            else:
+                refs.append(entry)
+        yield beam.pvalue.TaggedOutput(FOUND, ["found", dataset.name, found])
+        yield from listing.batches(iter(refs))
 
 
-def to_example(record: Mapping[str, Any]) -> tf.train.Example:
-    """A tf.Example with every raw feature of features.RAW_FEATURES."""
-    feature = {}
-    for name in features.STRING_FEATURES:
-        value = record[name]
-        feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(
-            value=[value if isinstance(value, bytes) else value.encode("utf-8")]))
-    for name in features.INT_FEATURES:
-        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(record[name])]))
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+class _Inspect(beam.DoFn):
+    """Stage 2: a batch of files to a FileRecord each, or a quarantine entry."""
 
+    def __init__(self, config: IngestConfig):
+        self._config = config
+        self._sandbox: Optional[Sandbox] = None
 
-def iter_dataset_files(dataset: catalog_lib.Dataset) -> Iterator[str]:
-    """Every file of a dataset, one at a time, in a stable order.
+    def setup(self) -> None:
+        self._sandbox = Sandbox(self._config)
 
-    Listed with tf.io.gfile, which sees the same files on local disks and in
-    buckets, and, unlike Beam's MatchFiles, also lists entries that cannot be
-    read (such as broken links) so that they are quarantined, not lost.
-    """
-    if dataset.is_glob:
-        for path in sorted(tf.io.gfile.glob(dataset.location)):
-            if not tf.io.gfile.isdir(path):
-                yield path
-        return
-    if not tf.io.gfile.isdir(dataset.location):
-        return
-    for root, dirs, files in tf.io.gfile.walk(dataset.location):
-        dirs.sort()
-        for name in sorted(files):
-            yield os.path.join(root, name)
+    def process(self, batch: Sequence[FileRef]) -> Iterable:
+        for result in self._sandbox.inspect(batch):
+            if isinstance(result, Quarantined):
+                yield beam.pvalue.TaggedOutput(QUARANTINE, result.to_dict())
+            else:
+                yield result
 
-
-def _relative_path(path: str, root: str) -> str:
-    prefix = root.rstrip("/") + "/"
-    return path[len(prefix):] if path.startswith(prefix) else os.path.basename(path)
-
-
-def _read(path: str) -> bytes:
-    with tf.io.gfile.GFile(path, "rb") as f:
-        return f.read()
-
-
-def _unreadable(error: Exception) -> str:
-    return f"unreadable: {getattr(error, 'message', None) or error}"
-
-
-@dataclasses.dataclass(frozen=True)
-class _FileRef:
-    source: str
-    path: str
-    relative_path: str
-
-
-class _HashFile(beam.DoFn):
-    """Reads one file for its SHA-256: (hash, ref), or a quarantine entry."""
-
-    def __init__(self, dataset: catalog_lib.Dataset):
-        self._dataset = dataset
-
-    def process(self, path: str) -> Iterable[Any]:
-        try:
-            digest = hashlib.sha256(_read(path)).hexdigest()
-        except (OSError, tf.errors.OpError) as e:
-            yield beam.pvalue.TaggedOutput(QUARANTINE, {
-                "source": self._dataset.name, "path": path, "reason": _unreadable(e)})
-            return
-        yield digest, _FileRef(self._dataset.name, path, _relative_path(path, self._dataset.root))
+    def teardown(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
 
 
 class _KeepOne(beam.DoFn):
     """Of byte-identical files keeps the first by (dataset, path): deterministic."""
 
-    def process(self, keyed: Tuple[str, Iterable[_FileRef]]) -> Iterable[Any]:
-        content_hash, refs = keyed
-        ordered = sorted(refs, key=lambda r: (r.source, r.relative_path))
-        kept = ordered[0]
-        for dropped in ordered[1:]:
+    def process(self, keyed: Tuple[str, Iterable[FileRecord]]) -> Iterable:
+        content_hash, records = keyed
+        kept, *dropped = sorted(records, key=lambda r: (r.source, r.relative_path))
+        for record in dropped:
             yield beam.pvalue.TaggedOutput(DUPLICATES, {
                 "content_sha256": content_hash,
                 "kept": f"{kept.source}/{kept.relative_path}",
-                "source": dropped.source,
-                "dropped": f"{dropped.source}/{dropped.relative_path}"})
-        yield content_hash, kept
+                "source": record.source,
+                "dropped": f"{record.source}/{record.relative_path}"})
+        yield kept
 
 
-class _InspectFile(beam.DoFn):
-    """Reads a kept file and yields its record, or a quarantine entry with the reason."""
+def _near_duplicates(keyed: Tuple[str, Iterable[FileRecord]],
+                     labels: Mapping[str, str]) -> Iterable[Dict[str, Any]]:
+    """A report row for a picture that more than one kept file holds."""
+    perceptual_hash, records = keyed
+    records = list(records)
+    if len(records) > 1:
+        yield {"perceptual_hash": perceptual_hash,
+               "files": sorted(f"{r.source}/{r.relative_path}" for r in records),
+               "labels": sorted({labels[r.source] for r in records})}
 
-    def __init__(self, datasets: Mapping[str, catalog_lib.Dataset], options: IngestOptions):
-        self._datasets = dict(datasets)
-        self._options = options
 
-    def process(self, keyed: Tuple[str, _FileRef]) -> Iterable[Any]:
-        content_hash, ref = keyed
-        dataset = self._datasets[ref.source]
-        try:
-            data = _read(ref.path)
-            if hashlib.sha256(data).hexdigest() != content_hash:
-                raise images.BadImage("changed while being ingested; run again")
-            info = images.inspect(data, self._options.max_pixels, self._options.min_side)
-            if self._options.reencode_jpeg_quality:
-                data = reencode_jpeg(data, self._options.reencode_jpeg_quality)
-                content_hash = hashlib.sha256(data).hexdigest()
-                info = dataclasses.replace(info, format="JPEG",
-                                           jpeg_quality=self._options.reencode_jpeg_quality)
-        except (images.BadImage, OSError, tf.errors.OpError) as e:
-            reason = str(e) if isinstance(e, images.BadImage) else _unreadable(e)
-            yield beam.pvalue.TaggedOutput(QUARANTINE, {
-                "source": dataset.name, "path": ref.path, "reason": reason})
-            return
-        yield {
-            features.IMAGE_BYTES: data,
-            features.LABEL: dataset.label,
-            features.SOURCE: dataset.name,
-            features.GENERATOR: dataset.generator,
-            features.SHOT: dataset.shot,
-            features.CONTENT_HASH: content_hash,
-            features.PERCEPTUAL_HASH: info.perceptual_hash,
-            features.IMAGE_FORMAT: info.format,
-            features.WIDTH: info.width,
-            features.HEIGHT: info.height,
-            features.JPEG_QUALITY: info.jpeg_quality,
-            features.RESOLUTION_BUCKET: images.resolution_bucket(info.width, info.height),
-            features.RELATIVE_PATH: ref.relative_path,
-            # Report-only facts, not features.
-            "mode": info.mode,
-            "exif_orientation": info.exif_orientation,
+def _count(batch: Sequence[Tuple[int, FileRecord]], split_names: Sequence[str],
+           labels: Mapping[str, str]) -> collections.Counter:
+    """What the report counts of a batch of ingested images, by (kind, source, label, value)."""
+    counts: collections.Counter = collections.Counter()
+    for split, record in batch:
+        label = labels[record.source]
+        values = {
+            "split": split_names[split],
+            "format": record.format,
+            "jpeg_quality": str(record.jpeg_quality) if record.jpeg_quality else "not JPEG",
+            "resolution": f"{record.width}x{record.height}",
+            "mode": record.mode,
+            "exif_orientation": str(record.exif_orientation or "none"),
+            "frames": str(record.frames),
         }
+        counts.update((kind, record.source, label, value) for kind, value in values.items())
+    return counts
+
+
+def _merge_counts(counts: Iterable[collections.Counter]) -> collections.Counter:
+    return sum(counts, collections.Counter())
 
 
 @beam.ptransform_fn
-def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog,
-                  options: IngestOptions) -> Dict[str, beam.PCollection]:
-    """Every dataset of `catalog` read, checked and de-duplicated.
+def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config: IngestConfig,
+                  split_config: example_gen_pb2.SplitConfig,
+                  examples_dir: Optional[str]) -> Dict[str, beam.PCollection]:
+    """Every dataset of `catalog` listed, inspected, de-duplicated, split and, unless
+    `examples_dir` is None (a dry run), written there as the Examples artifact's splits.
 
-    Returns PCollections: EXAMPLES (one record dict per distinct image),
-    QUARANTINE and DUPLICATES (one dict per file set aside), FOUND (a dataset
-    name per file found). Nothing holds a whole dataset in one worker, and
-    only hashes and paths are shuffled: files are hashed first, duplicates
-    decided on the hashes, and only the kept files are read again and decoded.
+    Returns the report's parts as PCollections of small records: STATISTICS
+    ([kind, source, label, value, count] rows), FOUND ([FOUND, dataset, count]),
+    QUARANTINE, DUPLICATES and NEAR_DUPLICATES (one dict each).
     """
-    hashed, quarantined, found = [], [], []
-    for dataset in catalog.datasets:
-        paths = (pipeline
-                 | f"Dataset[{dataset.name}]" >> beam.Create([dataset])
-                 | f"List[{dataset.name}]" >> beam.FlatMap(iter_dataset_files))
-        if dataset.limit:
-            # The same files every time: the `limit` smallest hashes of their paths.
-            paths = (paths
-                     | f"Limit[{dataset.name}]" >> beam.combiners.Top.Of(
-                         dataset.limit, key=lambda p: hashlib.sha256(p.encode()).hexdigest(), reverse=True)
-                     | f"Unlist[{dataset.name}]" >> beam.FlatMap(lambda ps: ps))
-        # Listing happens in one place; reading spreads over the workers.
-        paths = paths | f"Spread[{dataset.name}]" >> beam.Reshuffle()
-        found.append(paths | f"Found[{dataset.name}]" >> beam.Map(lambda _, name: name, dataset.name))
-        hashes = paths | f"Hash[{dataset.name}]" >> beam.ParDo(
-            _HashFile(dataset)).with_outputs(QUARANTINE, main="hashes")
-        hashed.append(hashes["hashes"])
-        quarantined.append(hashes[QUARANTINE])
-    kept = (hashed
-            | "FlattenHashes" >> beam.Flatten()
+    split_names = [s.name for s in split_config.splits]
+    labels = {d.name: d.label_name for d in catalog.datasets}
+    listed = (pipeline
+              | "Datasets" >> beam.Create(list(catalog.datasets))
+              | "List" >> beam.ParDo(_List()).with_outputs(QUARANTINE, FOUND, main="batches"))
+    inspected = (listed["batches"]
+                 # Listing happens in one place; inspecting spreads over the workers.
+                 | "Spread" >> beam.Reshuffle()
+                 | "Inspect" >> beam.ParDo(_Inspect(config)).with_outputs(QUARANTINE, main="records"))
+    kept = (inspected["records"]
+            | "ByContent" >> beam.Map(lambda r: (r.content_sha256, r))
             | "GroupIdentical" >> beam.GroupByKey()
             | "KeepOne" >> beam.ParDo(_KeepOne()).with_outputs(DUPLICATES, main="kept"))
-    inspected = kept["kept"] | "Inspect" >> beam.ParDo(
-        _InspectFile({d.name: d for d in catalog.datasets}, options)).with_outputs(QUARANTINE, main=EXAMPLES)
-    quarantined.append(inspected[QUARANTINE])
+    near_duplicates = (kept["kept"]
+                       | "ByPicture" >> beam.Map(lambda r: (r.perceptual_hash, r))
+                       | "GroupByPicture" >> beam.GroupByKey()
+                       | "SamePicture" >> beam.FlatMap(_near_duplicates, labels))
+    batches = (kept["kept"]
+               | "Split" >> beam.Map(lambda r: (split_index(r.split_key, split_config), r))
+               | "Batch" >> beam.BatchElements(min_batch_size=_WRITE_BATCH, max_batch_size=_WRITE_BATCH))
+    quarantined = [listed[QUARANTINE], inspected[QUARANTINE]]
+    if examples_dir is not None:
+        staging_dir = os.path.join(examples_dir, ".staging")
+        written = batches | "Write" >> beam.ParDo(writing.WriteExamples(
+            staging_dir, catalog.datasets, config.reencode_jpeg_quality)).with_outputs(
+                writing.QUARANTINE, writing.SHARDS, main="written")
+        _ = (written[writing.SHARDS]
+             | "Shards" >> beam.combiners.ToList()
+             | "Finalize" >> beam.Map(writing.finalize, examples_dir, split_names, staging_dir))
+        batches = written["written"]
+        quarantined.append(written[writing.QUARANTINE])
+    statistics = (batches
+                  | "Count" >> beam.Map(_count, split_names, labels)
+                  | "CountAll" >> beam.CombineGlobally(_merge_counts)
+                  | "StatisticRows" >> beam.FlatMap(lambda counts: [list(k) + [n] for k, n in counts.items()]))
     return {
-        EXAMPLES: inspected[EXAMPLES],
-        DUPLICATES: kept[DUPLICATES],
+        STATISTICS: statistics,
+        FOUND: listed[FOUND],
         QUARANTINE: quarantined | "FlattenQuarantine" >> beam.Flatten(),
-        FOUND: found | "FlattenFound" >> beam.Flatten(),
+        DUPLICATES: kept[DUPLICATES],
+        NEAR_DUPLICATES: near_duplicates,
     }
-
-
-def _statistics(record: Mapping[str, Any], split_names: Sequence[str],
-                split_config: example_gen_pb2.SplitConfig) -> Iterable[Tuple]:
-    label = features.LABEL_NAMES[record[features.LABEL]]
-    source = record[features.SOURCE]
-    split = split_names[split_index(record[features.PERCEPTUAL_HASH], split_config)]
-    yield ("split", source, label, split)
-    yield ("format", source, label, record[features.IMAGE_FORMAT])
-    quality = record[features.JPEG_QUALITY]
-    yield ("jpeg_quality", source, label, str(quality) if quality else "not JPEG")
-    yield ("resolution", source, label, f"{record[features.WIDTH]}x{record[features.HEIGHT]}")
-    yield ("mode", source, label, record["mode"])
-    yield ("exif_orientation", source, label, str(record["exif_orientation"] or "none"))
 
 
 def _json_lines(pcoll: beam.PCollection, path: str, label: str) -> None:
@@ -267,32 +216,10 @@ def _json_lines(pcoll: beam.PCollection, path: str, label: str) -> None:
                                                     file_name_suffix=".jsonl"))
 
 
-def write_report_parts(ingested: Dict[str, beam.PCollection], report_dir: str,
-                       split_config: example_gen_pb2.SplitConfig) -> None:
-    """Adds the report's parts to the pipeline; render_report() assembles them."""
-    split_names = [s.name for s in split_config.splits]
-    examples = ingested[EXAMPLES]
-    statistics = (examples
-                  | "Statistics" >> beam.FlatMap(_statistics, split_names, split_config)
-                  | "CountStatistics" >> beam.combiners.Count.PerElement()
-                  | "StatisticRows" >> beam.Map(lambda kv: list(kv[0]) + [kv[1]]))
-    found = (ingested[FOUND]
-             | "CountFound" >> beam.combiners.Count.PerElement()
-             | "FoundRows" >> beam.Map(lambda kv: ["found", kv[0], kv[1]]))
-    near_duplicates = (examples
-                       | "KeyByPicture" >> beam.Map(lambda r: (r[features.PERCEPTUAL_HASH], (
-                           r[features.SOURCE], r[features.RELATIVE_PATH], r[features.LABEL])))
-                       | "GroupByPicture" >> beam.GroupByKey()
-                       | "SamePicture" >> beam.Filter(lambda kv: len(list(kv[1])) > 1)
-                       | "NearDuplicateRows" >> beam.Map(lambda kv: {
-                           "perceptual_hash": kv[0],
-                           "files": sorted(f"{s}/{p}" for s, p, _ in kv[1]),
-                           "labels": sorted({features.LABEL_NAMES[l] for _, _, l in kv[1]})}))
-    _json_lines(statistics, os.path.join(report_dir, "parts", "statistics"), "Statistics")
-    _json_lines(found, os.path.join(report_dir, "parts", "found"), "Found")
-    _json_lines(ingested[QUARANTINE], os.path.join(report_dir, "parts", "quarantine"), "Quarantine")
-    _json_lines(ingested[DUPLICATES], os.path.join(report_dir, "parts", "duplicates"), "Duplicates")
-    _json_lines(near_duplicates, os.path.join(report_dir, "parts", "near_duplicates"), "NearDuplicates")
+def write_report_parts(ingested: Dict[str, beam.PCollection], report_dir: str) -> None:
+    """Adds the writing of the report's parts to the pipeline; render_report() assembles them."""
+    for name, pcoll in ingested.items():
+        _json_lines(pcoll, os.path.join(report_dir, "parts", name), name)
 
 
 def _read_parts(report_dir: str, name: str) -> List[Any]:
@@ -322,31 +249,25 @@ class ReportError(RuntimeError):
     """The counts do not reconcile: some file was neither ingested nor set aside."""
 
 
-def render_report(report_dir: str, catalog: catalog_lib.Catalog, options: IngestOptions,
-                  dry_run: bool = False) -> Dict[str, Any]:
-    """Assembles report.json and report.html from the parts; returns the report."""
-    statistics = _read_parts(report_dir, "statistics")
-    found = {name: count for _, name, count in _read_parts(report_dir, "found")}
-    quarantine = sorted(_read_parts(report_dir, "quarantine"), key=lambda q: (q["source"], q["path"]))
-    duplicates = sorted(_read_parts(report_dir, "duplicates"), key=lambda d: d["dropped"])
-    near_duplicates = sorted(_read_parts(report_dir, "near_duplicates"), key=lambda n: n["files"])
-
-    table: Dict[str, Dict[str, Any]] = {}
-    for dataset in catalog.datasets:
-        table[dataset.name] = {"label": dataset.label_name, "found": found.get(dataset.name, 0),
-                               "ingested": 0, "duplicates": 0, "quarantined": 0, "splits": {}}
-    attributes: Dict[str, Dict[str, Dict[str, Dict[str, int]]]] = collections.defaultdict(
-        lambda: collections.defaultdict(lambda: collections.defaultdict(dict)))
-    for kind, source, label, value, count in statistics:
+def _datasets_table(catalog: catalog_lib.Catalog, found: Mapping[str, int], statistics: Sequence[Sequence[Any]],
+                    duplicates: Sequence[Mapping[str, str]],
+                    quarantine: Sequence[Mapping[str, str]]) -> Dict[str, Dict[str, Any]]:
+    """Per dataset: found, ingested, duplicates, quarantined and images per split."""
+    table = {d.name: {"label": d.label_name, "found": found.get(d.name, 0), "ingested": 0, "duplicates": 0,
+                      "quarantined": 0, "splits": {}} for d in catalog.datasets}
+    for kind, source, _, value, count in statistics:
         if kind == "split":
             table[source]["ingested"] += count
             table[source]["splits"][value] = table[source]["splits"].get(value, 0) + count
-        else:
-            attributes[kind][source][label][value] = count
     for entry in duplicates:
         table[entry["source"]]["duplicates"] += 1
     for entry in quarantine:
         table[entry["source"]]["quarantined"] += 1
+    return table
+
+
+def _reconcile(table: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raises ReportError unless every dataset's found = ingested + duplicates + quarantined."""
     for name, row in table.items():
         accounted = row["ingested"] + row["duplicates"] + row["quarantined"]
         if accounted != row["found"]:
@@ -354,9 +275,23 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, options: Ingest
                               f"({row['ingested']} ingested, {row['duplicates']} duplicates, "
                               f"{row['quarantined']} quarantined)")
 
+
+def _attributes(statistics: Sequence[Sequence[Any]]) -> Dict[str, Dict[str, Dict[str, Dict[str, int]]]]:
+    """kind -> source -> label -> value -> count, for every kind but the split."""
+    attributes: Dict[str, Dict[str, Dict[str, Dict[str, int]]]] = collections.defaultdict(
+        lambda: collections.defaultdict(lambda: collections.defaultdict(dict)))
+    for kind, source, label, value, count in statistics:
+        if kind != "split":
+            attributes[kind][source][label][value] = count
+    return attributes
+
+
+def _shortcuts(attributes: Mapping[str, Mapping[str, Mapping[str, Mapping[str, int]]]],
+               warning_accuracy: float) -> Tuple[Dict[str, Any], List[str]]:
+    """Each shortcut attribute's distributions and balanced accuracy, and the warnings they raise."""
     shortcuts, warnings = {}, []
     for attribute in SHORTCUT_ATTRIBUTES:
-        by_label: Dict[str, Dict[str, int]] = {"real": collections.Counter(), "fake": collections.Counter()}
+        by_label: Dict[str, collections.Counter] = {"real": collections.Counter(), "fake": collections.Counter()}
         for per_label in attributes[attribute].values():
             for label, values in per_label.items():
                 by_label[label].update(values)
@@ -364,15 +299,29 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, options: Ingest
         shortcuts[attribute] = {"balanced_accuracy": round(accuracy, 4),
                                 "by_label": {k: dict(v) for k, v in by_label.items()},
                                 "by_source": {s: dict(v) for s, v in attributes[attribute].items()}}
-        if accuracy >= options.shortcut_warning_accuracy:
+        if accuracy >= warning_accuracy:
             warnings.append(
                 f"SHORTCUT: {attribute} alone tells real from fake with balanced accuracy "
                 f"{accuracy:.2f}; a detector can learn it instead of the image. Save both classes "
                 f"alike, or set ingest.reencode_jpeg_quality to re-encode them identically.")
+    return shortcuts, warnings
+
+
+def render_report(report_dir: str, catalog: catalog_lib.Catalog, config: IngestConfig,
+                  dry_run: bool = False) -> Dict[str, Any]:
+    """Assembles report.json and report.html from the parts; returns the report."""
+    statistics = _read_parts(report_dir, STATISTICS)
+    quarantine = sorted(_read_parts(report_dir, QUARANTINE), key=lambda q: (q["source"], q["path"]))
+    duplicates = sorted(_read_parts(report_dir, DUPLICATES), key=lambda d: d["dropped"])
+    found = {name: count for _, name, count in _read_parts(report_dir, FOUND)}
+    table = _datasets_table(catalog, found, statistics, duplicates, quarantine)
+    _reconcile(table)
+    attributes = _attributes(statistics)
+    shortcuts, warnings = _shortcuts(attributes, config.shortcut_warning_accuracy)
     report = {
         "catalog": catalog.path,
         "dry_run": dry_run,
-        "options": dataclasses.asdict(options),
+        "options": dataclasses.asdict(config),
         "datasets": table,
         "totals": {k: sum(row[k] for row in table.values())
                    for k in ("found", "ingested", "duplicates", "quarantined")},
@@ -380,9 +329,10 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, options: Ingest
         "shortcuts": shortcuts,
         "image_modes": {s: dict(v) for s, v in attributes["mode"].items()},
         "exif_orientation": {s: dict(v) for s, v in attributes["exif_orientation"].items()},
+        "frames": {s: dict(v) for s, v in attributes["frames"].items()},
         "quarantine": quarantine,
         "duplicates": duplicates,
-        "near_duplicates": near_duplicates,
+        "near_duplicates": sorted(_read_parts(report_dir, NEAR_DUPLICATES), key=lambda n: n["files"]),
     }
     with tf.io.gfile.GFile(os.path.join(report_dir, REPORT_JSON), "w") as f:
         f.write(json.dumps(report, indent=2, sort_keys=True))

@@ -13,23 +13,42 @@ import tensorflow as tf
 from fakeface import features, images
 
 
-# The limit ingestion applies (fakeface/images.py): a small file whose header
-# claims a huge image fails its request instead of exhausting the server.
+# The limit of the image contract (fakeface/images.py): a small file whose
+# header claims a huge image fails its request instead of exhausting the server.
 MAX_PIXELS = images.DEFAULT_MAX_PIXELS
+_MAGIC = dict(images.MAGIC_BYTES)
+# BMP header fields (little-endian): the info header's size, which is 12 for
+# OS/2's, then bits per pixel, compression, palette entries and bit masks.
+_BMP_OS2_HEADER_SIZE = 12
+_BMP_UNCOMPRESSED, _BMP_BITFIELDS = 0, 3
+# The red, green and blue masks of a 32-bit BMP whose bytes are in the order
+# TensorFlow assumes (blue, green, red, unused).
+_BMP_STANDARD_MASKS = (0x00FF0000, 0x0000FF00, 0x000000FF)
 
 
-def _unsigned(data: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:
+def _unsigned(data: tf.Tensor, offset, size: int, big_endian: bool) -> tf.Tensor:
     raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8), tf.int64)
     weights = [256 ** (size - 1 - i) if big_endian else 256 ** i for i in range(size)]
     return tf.reduce_sum(raw * tf.constant(weights, tf.int64))
 
 
+def _starts_with(data: tf.Tensor, format_name: str) -> tf.Tensor:
+    magic = _MAGIC[format_name]
+    return tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
+
+
+def _padded(encoded: tf.Tensor) -> tf.Tensor:
+    """`encoded` with zeros after it, so that every fixed header offset read below exists."""
+    return tf.strings.join([encoded, tf.constant(b"\0" * 64)])
+
+
 def header_pixels(encoded: tf.Tensor) -> tf.Tensor:
     """Width times height as the file's header states it, without decoding.
 
-    JPEG, PNG, GIF and BMP; 0 for anything else, which decoding then refuses.
+    JPEG, PNG, GIF and BMP (OS/2 headers too); 0 for anything else, which
+    decoding then refuses.
     """
-    padded = tf.strings.join([encoded, tf.constant(b"\0" * 32)])
+    padded = _padded(encoded)
 
     def jpeg():
         shape = tf.cast(tf.io.extract_jpeg_shape(encoded), tf.int64)
@@ -42,32 +61,94 @@ def header_pixels(encoded: tf.Tensor) -> tf.Tensor:
         return _unsigned(padded, 6, 2, False) * _unsigned(padded, 8, 2, False)
 
     def bmp():
-        height = _unsigned(padded, 22, 4, False)
-        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # negative: top-down rows
-        return _unsigned(padded, 18, 4, False) * height
+        def os2():
+            return _unsigned(padded, 18, 2, False) * _unsigned(padded, 20, 2, False)
+
+        def windows():
+            height = _unsigned(padded, 22, 4, False)
+            height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # negative: top-down rows
+            return _unsigned(padded, 18, 4, False) * height
+
+        return tf.cond(tf.equal(_unsigned(padded, 14, 4, False), _BMP_OS2_HEADER_SIZE), os2, windows)
 
     return tf.case([
-        (tf.equal(tf.strings.substr(padded, 0, 3), b"\xff\xd8\xff"), jpeg),
-        (tf.equal(tf.strings.substr(padded, 0, 4), b"\x89PNG"), png),
-        (tf.equal(tf.strings.substr(padded, 0, 3), b"GIF"), gif),
-        (tf.equal(tf.strings.substr(padded, 0, 2), b"BM"), bmp),
+        (_starts_with(padded, "JPEG"), jpeg),
+        (_starts_with(padded, "PNG"), png),
+        (_starts_with(padded, "GIF"), gif),
+        (_starts_with(padded, "BMP"), bmp),
     ], default=lambda: tf.constant(0, tf.int64), exclusive=True)
 
 
-def decode(encoded: tf.Tensor) -> tf.Tensor:
-    """Decodes one encoded image to float32 [height, width, 3] in [0, 1], at its own size.
+def _gray_palette(encoded: tf.Tensor, header_size: tf.Tensor, entries: tf.Tensor) -> tf.Tensor:
+    """Whether a BMP's palette maps every index i to the gray (i, i, i), as TensorFlow assumes."""
+    start = tf.minimum(14 + header_size, tf.cast(tf.strings.length(encoded), tf.int64))
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, start, 4 * entries), tf.uint8), tf.int64)
+    complete = tf.equal(tf.size(raw, out_type=tf.int64), 4 * entries)
+    quads = tf.reshape(raw[:(tf.size(raw) // 4) * 4], [-1, 4])
+    index = tf.range(tf.shape(quads, out_type=tf.int64)[0])
+    gray = tf.reduce_all(tf.equal(quads[:, :3], index[:, tf.newaxis]))
+    return tf.logical_and(complete, gray)
 
-    JPEG, PNG, GIF (first frame) and BMP are taken; grayscale and alpha are
-    brought to RGB. Bytes that are not an image, or an image over MAX_PIXELS
-    by its header, fail with an InvalidArgument error, so a corrupt input is
-    never scored.
+
+def _bmp_refusal(encoded: tf.Tensor) -> tf.Tensor:
+    """Why TensorFlow would fail or misread this BMP; "" when it reads it right."""
+    padded = _padded(encoded)
+    header_size = _unsigned(padded, 14, 4, False)
+    bits = _unsigned(padded, 28, 2, False)
+    compression = _unsigned(padded, 30, 4, False)
+    used = _unsigned(padded, 46, 4, False)
+    entries = tf.where(tf.logical_or(tf.equal(used, 0), used > 256), tf.constant(256, tf.int64), used)
+    standard_masks = tf.reduce_all(tf.stack([
+        tf.equal(_unsigned(padded, 54 + 4 * i, 4, False), mask) for i, mask in enumerate(_BMP_STANDARD_MASKS)]))
+    uncompressed = tf.logical_or(
+        tf.equal(compression, _BMP_UNCOMPRESSED),
+        tf.logical_and(tf.equal(compression, _BMP_BITFIELDS), tf.logical_and(tf.equal(bits, 32), standard_masks)))
+    return tf.case([
+        (tf.equal(header_size, _BMP_OS2_HEADER_SIZE),
+         lambda: tf.constant("BMP with an OS/2 header, which TensorFlow misreads")),
+        (tf.logical_not(tf.reduce_any(tf.equal(bits, [8, 24, 32]))),
+         lambda: tf.strings.join(["BMP with ", tf.strings.as_string(bits),
+                                  " bits per pixel; TensorFlow reads 8, 24 and 32"])),
+        (tf.logical_not(uncompressed),
+         lambda: tf.constant("compressed BMP (RLE, or bit fields other than 8-bit blue, green, red); "
+                             "TensorFlow reads uncompressed BMPs only")),
+        (tf.logical_and(tf.equal(bits, 8), tf.logical_not(_gray_palette(encoded, header_size, entries))),
+         lambda: tf.constant("8-bit BMP with a colour palette, which TensorFlow decodes as palette "
+                             "indices, not colours")),
+    ], default=lambda: tf.constant(""))
+
+
+def refusal(encoded: tf.Tensor, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
+    """Why decode() refuses these bytes before decoding them; "" when it goes on to decode.
+
+    The checks TensorFlow's decoder cannot make itself: the pixel limit from the
+    header, and the BMPs it would misread. Whatever else it cannot decode, it
+    refuses on its own.
     """
-    within_limit = tf.debugging.assert_less_equal(
-        header_pixels(encoded), tf.constant(MAX_PIXELS, tf.int64),
-        message=f"image has more than {MAX_PIXELS} pixels")
-    with tf.control_dependencies([within_limit]):
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-    return tf.image.convert_image_dtype(image, tf.float32)
+    return tf.cond(
+        header_pixels(encoded) > max_pixels,
+        lambda: tf.constant(f"image has more than {max_pixels} pixels by its header"),
+        lambda: tf.cond(_starts_with(encoded, "BMP"), lambda: _bmp_refusal(encoded), lambda: tf.constant("")))
+
+
+def decode_uint8(encoded: tf.Tensor, max_pixels: int = MAX_PIXELS) -> tf.Tensor:
+    """Decodes one encoded image to uint8 [height, width, 3] under the image contract.
+
+    JPEG, PNG, GIF and BMP are taken, animations give their first frame, and
+    grayscale and alpha are brought to RGB. Bytes that are not an image, an
+    image over `max_pixels` (at most MAX_PIXELS) by its header, or one
+    TensorFlow would misread (refusal()) fail with an InvalidArgument error, so
+    a corrupt input is never scored.
+    """
+    reason = refusal(encoded, min(max_pixels, MAX_PIXELS))
+    refused = tf.debugging.Assert(tf.equal(reason, ""), [reason])
+    with tf.control_dependencies([refused]):
+        return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def decode(encoded: tf.Tensor) -> tf.Tensor:
+    """Decodes one encoded image to float32 [height, width, 3] in [0, 1], at its own size (decode_uint8)."""
+    return tf.image.convert_image_dtype(decode_uint8(encoded), tf.float32)
 
 
 def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:

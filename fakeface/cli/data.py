@@ -45,10 +45,12 @@ def _ingest(args: argparse.Namespace) -> int:
 
     driver.catalog_fingerprint(args.catalog)  # every dataset exists and has files
     started = time.monotonic()
-    report = standalone.run(
-        args.catalog, args.out_dir,
-        {"train": config.splits.train, "eval": config.splits.eval, "test": config.splits.test},
-        dataclasses.asdict(config.ingest), _beam_args(config, args.workers), dry_run=args.dry_run)
+    try:
+        report = standalone.run(
+            args.catalog, args.out_dir, dataclasses.asdict(config.splits), config.ingest,
+            _beam_args(config, args.workers), dry_run=args.dry_run)
+    except standalone.OutputNotEmpty as e:
+        raise UsageError(e) from e
     totals = report["totals"]
     print(f"{totals['found']} files found in {time.monotonic() - started:.1f} s: {totals['ingested']} "
           f"ingested, {totals['duplicates']} exact duplicates dropped, {totals['quarantined']} quarantined.")
@@ -95,7 +97,7 @@ def register(commands) -> None:
     ingest = commands.add_parser(
         "ingest", help="check a catalog's datasets with the pipeline's own ingestion, before a long run")
     ingest.add_argument("catalog", help="dataset catalog YAML")
-    ingest.add_argument("out_dir", help="folder for the examples (Split-*/) and ingest_report/")
+    ingest.add_argument("out_dir", help="new or empty folder for the examples (Split-*/) and ingest_report/")
     ingest.add_argument("--config", help="YAML config: splits, ingest options, beam_pipeline_args")
     ingest.add_argument("--dry-run", action="store_true", help="write only the report, no examples")
     ingest.add_argument("--workers", type=int, default=0,
