@@ -74,9 +74,7 @@ def fakeface_ingest(catalog_path: str, out_dir: str, beam_args):
     config = config_lib.PipelineConfig()
     shutil.rmtree(out_dir, ignore_errors=True)
     started = time.perf_counter()
-    report = standalone.run(
-        catalog_path, out_dir, {"train": 56, "eval": 24, "test": 20},
-        {"max_pixels": config.ingest.max_pixels, "min_side": config.ingest.min_side}, beam_args)
+    report = standalone.run(catalog_path, out_dir, {"train": 56, "eval": 24, "test": 20}, config.ingest, beam_args)
     return report["totals"]["found"], time.perf_counter() - started
 
 

@@ -308,3 +308,48 @@ def test_empty_dataset_is_an_error_before_any_work(messy_catalog):
     messy_catalog.write_text(yaml.safe_dump(data))
     with pytest.raises(catalog_lib.CatalogError, match=r"catalog\.yaml.*'Empty' has no files"):
         driver.catalog_fingerprint(str(messy_catalog))
+
+
+def _noise_catalog(root, count, side=512):
+    """`count` JPEGs of noise, which does not compress: about 0.3 MB each, real and fake alike."""
+    for label in ("real", "fake"):
+        (root / label).mkdir(parents=True)
+    for i in range(count):
+        rng = np.random.default_rng(5000 + i)
+        image = Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+        (root / ("real" if i % 2 else "fake") / f"{i}.jpg").write_bytes(_encode(image, "JPEG", quality=95))
+    return _write_catalog(root / "catalog.yaml", [
+        {"name": "R", "location": "real", "label": "real", "generator": "camera", "shot": "close-up"},
+        {"name": "F", "location": "fake", "label": "fake", "generator": "PGGAN", "shot": "close-up"}])
+
+
+def _peak_ingest_rss(catalog_path, out_dir) -> int:
+    """The largest resident memory of `fakeface ingest` and its children together, sampled every 50 ms."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    command = [os.path.join(os.path.dirname(sys.executable), "fakeface"), "ingest", str(catalog_path), str(out_dir)]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process, peak = psutil.Process(child.pid), 0
+    while child.poll() is None:
+        try:
+            peak = max(peak, sum(p.memory_info().rss for p in [process] + process.children(recursive=True)))
+        except psutil.Error:
+            pass  # a process ended between the listing and the reading
+        time.sleep(0.05)
+    assert child.returncode == 0
+    return peak
+
+
+@pytest.mark.slow
+def test_ingestion_memory_does_not_grow_with_the_bytes_ingested(tmp_path):
+    small = _noise_catalog(tmp_path / "small", 60)
+    large = _noise_catalog(tmp_path / "large", 400)
+    added = sum(f.stat().st_size for f in (tmp_path / "large").rglob("*.jpg")) - sum(
+        f.stat().st_size for f in (tmp_path / "small").rglob("*.jpg"))
+    assert added > 80e6  # carried through memory, as it once was, this would add 3.7 times as much
+    growth = _peak_ingest_rss(large, tmp_path / "large_out") - _peak_ingest_rss(small, tmp_path / "small_out")
+    assert growth < 40e6, f"peak RSS grew by {growth / 1e6:.0f} MB for {added / 1e6:.0f} MB more images"
