@@ -353,3 +353,39 @@ def test_ingestion_memory_does_not_grow_with_the_bytes_ingested(tmp_path):
     assert added > 80e6  # carried through memory, as it once was, this would add 3.7 times as much
     growth = _peak_ingest_rss(large, tmp_path / "large_out") - _peak_ingest_rss(small, tmp_path / "small_out")
     assert growth < 40e6, f"peak RSS grew by {growth / 1e6:.0f} MB for {added / 1e6:.0f} MB more images"
+
+
+def _fakeface(*args):
+    import sys
+
+    return [os.path.join(os.path.dirname(sys.executable), "fakeface"), *map(str, args)]
+
+
+@pytest.mark.slow
+def test_ingest_refuses_a_folder_in_use_and_an_interrupted_run_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    catalog_path = _noise_catalog(tmp_path / "data", 200, side=256)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("someone else's")
+    refused = subprocess.run(_fakeface("ingest", catalog_path, out), capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert f"{out} exists and is not an empty folder" in refused.stderr.splitlines()[-1]
+    assert os.listdir(out) == ["notes.txt"]
+
+    (out / "notes.txt").unlink()
+    run = subprocess.Popen(_fakeface("ingest", catalog_path, out), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    while not list(tmp_path.glob(".out.partial-*")) and run.poll() is None:
+        time.sleep(0.05)
+    time.sleep(2)  # well into the run: Beam and the decoder process are starting
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate()
+    assert run.returncode == 130, stderr[-2000:]
+    assert os.listdir(out) == [] and not list(tmp_path.glob(".out.partial-*"))
+
+    assert subprocess.run(_fakeface("ingest", catalog_path, out), capture_output=True).returncode == 0
+    assert sorted(os.listdir(out)) == ["Split-eval", "Split-test", "Split-train", "ingest_report"]
