@@ -57,10 +57,10 @@ def _hash_cells(image: tf.Tensor) -> tf.Tensor:
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     row_cells, column_cells = tf.range(height) * side // height, tf.range(width) * side // width
     rows = tf.math.unsorted_segment_sum(tf.cast(image, tf.float32), row_cells, side)
-    sums = tf.math.unsorted_segment_sum(tf.transpose(rows, [1, 0, 2]), column_cells, side)
-    pixels = tf.tensordot(tf.math.bincount(column_cells, minlength=side, dtype=tf.float32),
-                          tf.math.bincount(row_cells, minlength=side, dtype=tf.float32), 0)
-    luma = tf.tensordot(sums, tf.constant(_LUMA), 1) / tf.maximum(pixels, 1.0)
+    sums = tf.math.unsorted_segment_sum(tf.transpose(rows, [1, 0, 2]), column_cells, side)  # [column, row, rgb]
+    pixels = (tf.math.bincount(column_cells, minlength=side, dtype=tf.float32)[:, tf.newaxis]
+              * tf.math.bincount(row_cells, minlength=side, dtype=tf.float32))
+    luma = tf.reduce_sum(sums * _LUMA, axis=-1) / tf.maximum(pixels, 1.0)
     return tf.reshape(tf.transpose(luma), [_HASH_CELLS])
 
 

@@ -37,9 +37,13 @@ def _starts_with(data: tf.Tensor, format_name: str) -> tf.Tensor:
     return tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
 
 
+# Every fixed header offset read below lies in the file's first bytes.
+_HEAD_BYTES = 128
+
+
 def _padded(encoded: tf.Tensor) -> tf.Tensor:
-    """`encoded` with zeros after it, so that every fixed header offset read below exists."""
-    return tf.strings.join([encoded, tf.constant(b"\0" * 64)])
+    """The file's first _HEAD_BYTES, zero-padded to that length, so that every header offset read exists."""
+    return tf.strings.join([tf.strings.substr(encoded, 0, _HEAD_BYTES), tf.constant(b"\0" * _HEAD_BYTES)])
 
 
 def header_pixels(encoded: tf.Tensor) -> tf.Tensor:
