@@ -110,8 +110,10 @@ def _sample_data(workdir: str, images: int, size: int) -> str:
     folder = os.path.join(workdir, f"data_{images}_{size}")
     catalog_path = os.path.join(folder, "catalog.yaml")
     if not os.path.exists(catalog_path):
-        subprocess.run([os.path.join(os.path.dirname(sys.executable), "fakeface"), "sample-data", folder,
-                        "--per-source", str(images // SOURCES), "--size", str(size)], check=True)
+        with open(os.path.join(workdir, "sample_data.log"), "a", encoding="utf-8") as log:
+            subprocess.run([os.path.join(os.path.dirname(sys.executable), "fakeface"), "sample-data", folder,
+                            "--per-source", str(images // SOURCES), "--size", str(size)],
+                           stdout=log, stderr=log, check=True)
     return catalog_path
 
 
