@@ -74,8 +74,7 @@ QUARANTINED = {
 }
 
 
-@pytest.fixture
-def messy_catalog(tmp_path):
+def _write_messy_catalog(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "fake" / "nested").mkdir(parents=True)
     a, b = _picture(1), _smooth_picture(2)
@@ -145,8 +144,16 @@ def _path(example):
 
 
 @pytest.fixture
-def messy_run(messy_catalog, tmp_path):
-    return messy_catalog, *_run_executor(messy_catalog, tmp_path / "out")
+def messy_catalog(tmp_path):
+    return _write_messy_catalog(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def messy_run(tmp_path_factory):
+    """One ingestion of the messy catalog, which the tests that only read its outcome share."""
+    folder = tmp_path_factory.mktemp("messy")
+    catalog_path = _write_messy_catalog(folder)
+    return catalog_path, *_run_executor(catalog_path, folder / "out")
 
 
 def test_every_file_is_ingested_dropped_as_duplicate_or_quarantined(messy_run):
