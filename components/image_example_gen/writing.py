@@ -72,11 +72,13 @@ def to_example(record: FileRecord, dataset: catalog_lib.Dataset, data: bytes, co
     }
     ints = {features.LABEL: dataset.label, features.WIDTH: record.width, features.HEIGHT: record.height,
             features.JPEG_QUALITY: record.jpeg_quality}
-    feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(
-        value=[value if isinstance(value, bytes) else value.encode("utf-8")])) for name, value in strings.items()}
-    feature.update({name: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-                    for name, value in ints.items()})
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+    example = tf.train.Example()
+    feature = example.features.feature  # filled in place: half the time of building Feature objects
+    for name, value in strings.items():
+        feature[name].bytes_list.value.append(value if isinstance(value, bytes) else value.encode("utf-8"))
+    for name, value in ints.items():
+        feature[name].int64_list.value.append(int(value))
+    return example
 
 
 class WriteExamples(beam.DoFn):
