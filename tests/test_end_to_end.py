@@ -67,11 +67,18 @@ def test_pushed_model_scores_raw_encoded_images_of_any_size(pipeline_runs):
     np.testing.assert_allclose(by_example[features.FAKE_PROBABILITY].numpy(), probability[:1], rtol=1e-5)
 
 
-def test_pushed_model_refuses_bytes_that_are_not_an_image(pipeline_runs):
+def test_pushed_model_scores_no_bytes_that_are_not_an_image_and_says_why(pipeline_runs):
     _, first, _ = pipeline_runs
     model = tf.saved_model.load(first.pushed_destination)
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        model.signatures["serving_default"](image_bytes=tf.constant([b"definitely not an image"]))
+    image = sample_data.encode_jpeg(sample_data.render_image(sample_data.SOURCES[0], 0, 32, seed=9))
+    outputs = model.signatures["serving_default"](image_bytes=tf.constant([b"definitely not an image", image]))
+    probability = outputs[features.FAKE_PROBABILITY].numpy()
+    assert np.isnan(probability[0]) and not outputs[features.IS_FAKE].numpy()[0]
+    assert outputs[features.IMAGE_ERROR].numpy()[0].decode() == "not a JPEG, PNG, GIF or BMP image"
+    # The image beside it is scored as if it had travelled alone.
+    alone = model.signatures["serving_default"](image_bytes=tf.constant([image]))
+    assert outputs[features.IMAGE_ERROR].numpy()[1] == b""
+    assert probability[1] == pytest.approx(alone[features.FAKE_PROBABILITY].numpy()[0], abs=1e-6)
 
 
 def test_serving_applies_no_augmentation(pipeline_runs):
@@ -86,7 +93,8 @@ def test_serving_applies_no_augmentation(pipeline_runs):
               for _ in range(5)]
     assert len(set(scores)) == 1
     keras_model = tf.keras.models.load_model(first.pushed_destination)
-    direct = keras_model(preprocessing.decode_and_resize(tf.constant([image]), 32), training=False)
+    pixels, _ = preprocessing.decode_and_resize(tf.constant([image]), 32)
+    direct = keras_model(pixels, training=False)
     assert float(direct.numpy().ravel()[0]) == pytest.approx(float(scores[0]), abs=1e-6)
     graph = served.graph.as_graph_def()
     ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}

@@ -43,7 +43,7 @@ def _custom_config(**overrides):
     (3, [(0, 0), (0, 8), (0, 16), (18, 0), (18, 8), (18, 16), (36, 0), (36, 8), (36, 16)]),
 ])
 def test_tiles_cover_the_image_from_corner_to_corner_at_native_resolution(tiles_per_side, expected_corners):
-    tiles = preprocessing.decode_and_tile(tf.constant([_png(_coordinates(60, 40))]), CROP, tiles_per_side)
+    tiles, _ = preprocessing.decode_and_tile(tf.constant([_png(_coordinates(60, 40))]), CROP, tiles_per_side)
     assert tiles.shape == (1, tiles_per_side ** 2, CROP, CROP, 3)
     for tile, (top, left) in zip(tiles.numpy()[0], expected_corners):
         np.testing.assert_allclose(tile * 255, _coordinates(60, 40)[top:top + CROP, left:left + CROP], atol=1e-3)
@@ -51,7 +51,7 @@ def test_tiles_cover_the_image_from_corner_to_corner_at_native_resolution(tiles_
 
 def test_images_smaller_than_the_crop_are_padded_not_enlarged():
     pixels = _coordinates(16, 20)
-    tile = preprocessing.decode_and_tile(tf.constant([_png(pixels)]), CROP, 1).numpy()[0, 0] * 255
+    tile = preprocessing.decode_and_tile(tf.constant([_png(pixels)]), CROP, 1)[0].numpy()[0, 0] * 255
     np.testing.assert_allclose(tile[4:20, 2:22], pixels, atol=1e-3)
     assert tile[:4].max() == 0 and tile[:, :2].max() == 0
 
@@ -133,7 +133,7 @@ def test_training_input_is_random_native_crops_and_evaluation_is_every_tile(crop
     eval_labels = np.concatenate([y.numpy() for _, y in evaluation]).ravel()
     assert eval_images.shape == (len(images) * 4, CROP, CROP, 3)
     np.testing.assert_array_equal(eval_labels, np.repeat(labels, 4))
-    first_tiles = preprocessing.decode_and_tile(tf.constant(images[:1]), CROP, 2).numpy()[0]
+    first_tiles = preprocessing.decode_and_tile(tf.constant(images[:1]), CROP, 2)[0].numpy()[0]
     np.testing.assert_allclose(eval_images[:4], first_tiles, atol=1e-6)
 
 
@@ -166,7 +166,7 @@ def test_serving_scores_images_of_different_sizes_by_the_mean_of_their_tiles(cro
     model, serving_default = served
     scores = serving_default(image_bytes=tf.constant(images))[features.FAKE_PROBABILITY].numpy()
     assert scores.shape == (len(images),)
-    tiles = preprocessing.decode_and_tile(tf.constant(images), CROP, 2)
+    tiles, _ = preprocessing.decode_and_tile(tf.constant(images), CROP, 2)
     per_tile = model(tf.reshape(tiles, [-1, CROP, CROP, 3]), training=False).numpy().reshape(len(images), 4)
     np.testing.assert_allclose(scores, per_tile.mean(axis=1), rtol=1e-5)
     assert len(set(np.round(per_tile[0], 6))) > 1, "the tiles are scored separately"

@@ -24,9 +24,10 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from fakeface import features, metrics
-from fakeface.components.trainer import augmentation, optimization
+from fakeface.components.trainer import augmentation, optimization, warmup
 from fakeface.components.trainer import model as model_lib
 from fakeface.components.transform import preprocessing
+from fakeface.serving import client as serving_client
 
 _AUTOTUNE = tf.data.AUTOTUNE
 
@@ -89,7 +90,14 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
         def transform(raw: Dict[str, tf.Tensor]):
             transformed = tft_layer({features.IMAGE_BYTES: raw[features.IMAGE_BYTES],
                                      features.LABEL: raw[features.LABEL]})
-            images, labels = transformed[features.IMAGE], tf.reshape(transformed[features.LABEL], [-1, 1])
+            # Ingestion admits only images the Transform graph decodes: one
+            # it could not would train as a black image, so it stops the run.
+            reasons = transformed[features.IMAGE_ERROR]
+            decoded = tf.debugging.assert_equal(
+                reasons, "", message="an ingested image could not be decoded by the Transform graph")
+            with tf.control_dependencies([decoded]):
+                images = tf.identity(transformed[features.IMAGE])
+            labels = tf.reshape(transformed[features.LABEL], [-1, 1])
             if images.shape.rank == 5 and not per_image:  # tiles: one example per tile
                 labels = tf.repeat(labels, images.shape[1], axis=0)
                 images = tf.reshape(images, [-1, *images.shape[2:]])
@@ -331,6 +339,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     # that tf.keras.models.load_model could not rebuild where fakeface is not
     # imported. Resuming uses the checkpoints, not this export.
     model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    model_lib.mark_classify_signature(fn_args.serving_model_dir)
+    warmup.write(fn_args.serving_model_dir, model_input_size(config["transform"]),
+                 serving_client.DEFAULT_BATCH_SIZE)
 
     # What was trained, and how, travels with the model.
     record = {"model_version": model_version, "config": config, "class_weights": weights,
