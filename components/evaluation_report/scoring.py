@@ -71,6 +71,11 @@ def _predict(backend, images: Sequence[bytes], batch_size: int = 32) -> List[Dic
     rows: List[Dict[str, Any]] = []
     for start in range(0, len(images), batch_size):
         rows.extend(backend.predict(images[start:start + batch_size]))
+    # Ingestion admits only images the model decodes: a NaN score would
+    # quietly skew every metric.
+    failed = sorted({row[features.IMAGE_ERROR] for row in rows if row[features.IMAGE_ERROR]})
+    if failed:
+        raise ValueError(f"{len(failed)} kind(s) of test image the model could not decode: {'; '.join(failed)}")
     return rows
 
 
