@@ -248,9 +248,9 @@ class KubeflowConfig:
     # the model-store volume (serving_pvc).
     serving_model_dir: str = "gs://YOUR_BUCKET/fakeface/serving/fakeface"
     # A PersistentVolumeClaim mounted at serving_pvc_mount_path into the steps
-    # that read or write serving_model_dir (ServedModel, Pusher), for clusters
-    # without a bucket: k8s/overlays/kind's model store, "fakeface-models",
-    # with serving_model_dir /models/fakeface. Empty: no volume.
+    # that read or write serving_model_dir (ServedModel, EvaluationReport,
+    # Pusher), for clusters without a bucket: k8s/overlays/kind's model store,
+    # "fakeface-models", with serving_model_dir /models/fakeface. Empty: no volume.
     serving_pvc: str = ""
     serving_pvc_mount_path: str = "/models"
     # The Kubernetes service account of the runs' pods (k8s/base; on GKE bound

@@ -33,7 +33,7 @@ ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.
 BEAM_STEPS = (ImageExampleGen, tfx.components.StatisticsGen, tfx.components.Transform,
               tfx.components.Evaluator, EvaluationReport)
 # The steps that read or write serving_model_dir, and so mount kubeflow.serving_pvc.
-SERVING_DIR_STEPS = (ServedModel, tfx.components.Pusher)
+SERVING_DIR_STEPS = (ServedModel, EvaluationReport, tfx.components.Pusher)
 # Argo doubles the Trainer's retry backoff each time, up to an hour (KFP's own cap).
 RETRY_BACKOFF_FACTOR = 2
 RETRY_BACKOFF_MAX_SECONDS = 3600

@@ -128,7 +128,8 @@ def create_pipeline(
         model=trainer.outputs["model"],
         evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"],
-        evaluator_config=dataclasses.asdict(config.evaluator))
+        evaluator_config=dataclasses.asdict(config.evaluator),
+        serving_model_dir=serving_model_dir)
 
     # A condition, not only the Pusher's own check, so that Kubeflow shows an
     # unblessed run's Pusher as skipped rather than as having run.

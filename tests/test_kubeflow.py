@@ -160,7 +160,7 @@ def test_the_serving_volume_is_mounted_where_the_serving_folder_is_read_and_writ
     mounts = {task: executors[kfp_platform.executor_label(spec, task)].get("pvcMount")
               for task in spec["root"]["dag"]["tasks"] if kfp_platform.executor_label(spec, task) in executors}
     volume = [{"constant": "fakeface-models", "mountPath": "/models"}]
-    assert mounts == {"ServedModel": volume, "Pusher": volume, "Trainer": None}
+    assert mounts == {"ServedModel": volume, "EvaluationReport": volume, "Pusher": volume, "Trainer": None}
     kfp_platform.validate_platform_spec(platform)
     assert not any("serving_model_dir" in w for w in result["warnings"])
 

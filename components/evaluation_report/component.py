@@ -25,7 +25,8 @@ class EvaluationReportArtifact(types.Artifact):
 
 
 class EvaluationReportSpec(types.ComponentSpec):
-    PARAMETERS = {executor.EVALUATOR_CONFIG_KEY: ExecutionParameter(type=str)}
+    PARAMETERS = {executor.EVALUATOR_CONFIG_KEY: ExecutionParameter(type=str),
+                  executor.SERVING_MODEL_DIR_KEY: ExecutionParameter(type=str)}
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -41,9 +42,11 @@ class EvaluationReport(base_component.BaseComponent):
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  evaluation: types.BaseChannel, blessing: types.BaseChannel,
-                 evaluator_config: Dict[str, Any]):
-        """`evaluator_config`: the evaluator section of the pipeline config, as a dict."""
+                 evaluator_config: Dict[str, Any], serving_model_dir: str):
+        """`evaluator_config`: the evaluator section of the pipeline config, as a dict;
+        `serving_model_dir`: TF Serving's model base path, where the model's served version is read."""
         super().__init__(EvaluationReportSpec(
             examples=examples, model=model, evaluation=evaluation, blessing=blessing,
             evaluator_config=json.dumps(evaluator_config, sort_keys=True),
+            serving_model_dir=serving_model_dir,
             report=types.Channel(type=EvaluationReportArtifact)))

@@ -14,7 +14,7 @@ class Report:
     """Everything the page, the JSON and the CSVs show about one model."""
 
     model_uri: str
-    model_version: str
+    model_version: str  # when it was trained
     threshold: float
     decision: Dict[str, Any]  # how the threshold was chosen (training.json)
     blessed: Optional[bool]
@@ -24,6 +24,8 @@ class Report:
     columns: List[str]
     settings: Dict[str, Any]  # the robustness, TTA and blessing settings used
     training_curves_png: Optional[bytes] = None
+    # The version TF Serving serves it under; "" while it is not pushed.
+    served_version: str = ""
 
     # Derived once: the page, the JSON and the CSVs each read them several times.
     @functools.cached_property

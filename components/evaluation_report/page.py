@@ -172,7 +172,12 @@ def render_html(report: Report, compare: Optional[Report] = None) -> str:
     title = f"fakeface evaluation: model {report.model_version}"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p>Model: {html.escape(report.model_uri)}</p>", _verdict(report),
+             f"<p>Model: {html.escape(report.model_uri)}, trained {html.escape(report.model_version)}; "
+             + (f"served by TF Serving as version <b>{html.escape(report.served_version)}</b>.</p>"
+                if report.served_version else
+                "not served when this report was written (the Pusher numbers a version when it pushes; "
+                "<code>fakeface report</code> shows it then).</p>"),
+             _verdict(report),
              f"<p>Decision threshold <b>{report.threshold:.6f}</b> "
              f"({html.escape(str(report.decision.get('method', 'unknown')))}"
              + (f", target false-positive rate {report.decision['target_fpr']}" if "target_fpr" in report.decision else "")
