@@ -557,6 +557,8 @@ def test_batching_parameters_are_consistent():
     assert params.enable_large_batch_splitting.value is True
     assert params.max_execution_batch_size.value == client_lib.DEFAULT_BATCH_SIZE
     assert params.max_batch_size.value >= 4 * params.max_execution_batch_size.value
+    # A larger request would not fit the empty queue (shared_batch_scheduler.h: ValidateBatchTaskQueueCapacity).
+    assert params.max_batch_size.value <= params.max_enqueued_batches.value * params.max_execution_batch_size.value
     assert 0 < params.batch_timeout_micros.value <= 10_000, "batching may add at most 10 ms latency"
     assert params.num_batch_threads.value >= 1
     assert params.max_enqueued_batches.value >= 1

@@ -203,10 +203,11 @@ def test_a_request_over_a_batch_is_split_and_one_over_max_batch_size_refused(ser
     if isinstance(server, tf_serving.Emulation):
         assert server.batcher.batch_sizes[-2:] == [client_lib.DEFAULT_BATCH_SIZE, 8]
 
-    too_many = 257  # max_batch_size + 1
-    response = requests.post(_predict_url(server), json={"instances": [_b64(images[0])] * too_many}, timeout=120)
+    largest = tf_serving.batching_parameters().max_batch_size.value
+    response = requests.post(_predict_url(server), json={"instances": [_b64(images[0])] * (largest + 1)},
+                             timeout=120)
     assert response.status_code == 400
-    assert f"Task size {too_many} is larger than maximum input batch size 256" in response.json()["error"]
+    assert f"Task size {largest + 1} is larger than maximum input batch size {largest}" in response.json()["error"]
 
 
 def test_a_corrupt_image_fails_no_other_request_merged_into_its_batch(server, direct):

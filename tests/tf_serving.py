@@ -553,6 +553,11 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
+def batching_parameters():
+    """serving/batching_parameters.pbtxt, parsed."""
+    return parse_batching_parameters((SERVING_DIR / "batching_parameters.pbtxt").read_text())
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -574,8 +579,7 @@ class Emulation:
         config = parse_models_config((SERVING_DIR / "models.config").read_text()).model_config_list.config[0]
         self.model_name = config.name
         self.num_versions = config.model_version_policy.latest.num_versions
-        self.batcher = Batcher(parse_batching_parameters((SERVING_DIR / "batching_parameters.pbtxt").read_text()),
-                               self._run)
+        self.batcher = Batcher(batching_parameters(), self._run)
         self.poll()
         self._http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RestHandler)
         self._http.daemon_threads = True
