@@ -138,16 +138,16 @@ def decode_for_size(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     decode(), which applies its rules; libjpeg accepts and refuses the same
     files at every ratio.
     """
-    def scaled():
-        shape = tf.io.extract_jpeg_shape(encoded)
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(encoded), tf.int64)
+        within_limit = shape[0] * shape[1] <= MAX_PIXELS
         shorter = tf.minimum(shape[0], shape[1])
-        return tf.case([(shorter >= ratio * image_size,
+        return tf.case([(within_limit & (shorter >= ratio * image_size),
                          lambda ratio=ratio: tf.image.convert_image_dtype(
                              tf.io.decode_jpeg(encoded, channels=3, ratio=ratio), tf.float32))
                         for ratio in JPEG_RATIOS], default=lambda: decode(encoded))
 
-    return tf.cond(tf.io.is_jpeg(encoded) & (header_pixels(encoded) <= MAX_PIXELS), scaled,
-                   lambda: decode(encoded))
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: decode(encoded))
 
 
 def resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
