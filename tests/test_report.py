@@ -95,3 +95,21 @@ def test_matrix_rows_are_sources_and_columns_are_experiments(tmp_path):
     table = (tmp_path / "matrix.md").read_text()
     assert "| FakeA | fake | 100.0% (trained on) | 0.0% |" in table
     assert not math.isnan(by_source["average"]["v2"])
+
+
+def test_the_report_names_the_version_tf_serving_serves_the_model_under(tmp_path):
+    import dataclasses
+    import json
+
+    for version, trained in (("1795000000", "20260101T000000Z"), ("1795000100", "20260102T000000Z")):
+        (tmp_path / version / "assets.extra").mkdir(parents=True)
+        (tmp_path / version / "assets.extra" / "training.json").write_text(json.dumps({"model_version": trained}))
+    (tmp_path / "1795000200").mkdir()  # a version still being copied
+    assert report.served_version(str(tmp_path), "20260101T000000Z") == "1795000000"
+    assert report.served_version(str(tmp_path), "20260103T000000Z") == ""
+    assert report.served_version(str(tmp_path / "nothing"), "20260101T000000Z") == ""
+
+    served = dataclasses.replace(_report(True), served_version="1795000000")
+    assert "served by TF Serving as version <b>1795000000</b>" in page.render_html(served)
+    assert "not served when this report was written" in page.render_html(_report(True))
+    assert report.summary(served)["served_version"] == "1795000000"

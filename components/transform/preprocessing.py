@@ -95,8 +95,8 @@ def per_image(fn, encoded: tf.Tensor, spec: tf.TensorSpec):
     """fn on each encoded image of a batch, an error failing only its own image.
 
     Returns ([batch, *spec.shape] outputs, zeros where fn failed; [batch] bool,
-    where it succeeded). tf.data's ignore_errors is the only stock op that
-    survives a failing op; the images keep their order.
+    where it succeeded). tf.data's ignore_errors is how a graph of stock ops
+    outlives a failing op; the images keep their order.
     """
     count = tf.shape(encoded, out_type=tf.int64)[0]
     outcomes = (tf.data.Dataset.from_tensor_slices((tf.range(count), encoded))
@@ -132,11 +132,11 @@ def decode_for_size(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
     decoded down-scaled in the DCT domain, by the largest ratio that keeps that side
     at least `image_size`.
 
-    Decoding at 1/2, 1/4 or 1/8 of the size skips most of the inverse DCT and
-    never holds the full-size pixels, so the cost and memory of a large JPEG
-    are those of the smaller image. Over-limit and other images go through
-    decode(), which applies its rules; libjpeg accepts and refuses the same
-    files at every ratio.
+    Decoding at 1/2, 1/4 or 1/8 of the size never holds the full-size pixels,
+    and the inverse DCT and the resize work on the smaller image; only the
+    entropy decoding still reads the whole file. Over-limit and other images
+    go through decode(), which applies its rules; libjpeg accepts and refuses
+    the same files at every ratio.
     """
     def jpeg():
         shape = tf.cast(tf.io.extract_jpeg_shape(encoded), tf.int64)
