@@ -99,9 +99,16 @@ def per_image(fn, encoded: tf.Tensor, spec: tf.TensorSpec):
     outlives a failing op; the images keep their order.
     """
     count = tf.shape(encoded, out_type=tf.int64)[0]
+    # Without tf.data's rewrites (map parallelization among them) the images
+    # are decoded one at a time, which bounds the memory of a batch
+    # (docs/serving.md, memory), and no rewriting is paid on every call.
+    sequential = tf.data.Options()
+    sequential.experimental_optimization.apply_default_optimizations = False
+    sequential.autotune.enabled = False
     outcomes = (tf.data.Dataset.from_tensor_slices((tf.range(count), encoded))
                 .map(lambda index, data: (index, fn(data)))
-                .ignore_errors())
+                .ignore_errors()
+                .with_options(sequential))
     # When every image fails there is no batch to take: the empty one stands in.
     none = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int64), tf.zeros([0, *spec.shape], spec.dtype)))
     indices, outputs = (outcomes.batch(tf.maximum(count, 1)).concatenate(none).take(1)
