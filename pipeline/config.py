@@ -362,6 +362,17 @@ MIXED_PRECISION = ("auto", "on", "off")
 XCEPTION_MIN_SIDE = 71
 
 
+def model_input_size(transform: Dict[str, Any]) -> int:
+    """The side of the square images the model takes: crop_size under "crop", else image_size.
+
+    `transform` is the transform section as a mapping, as Transform and the
+    Trainer receive it in their custom_config.
+    """
+    if transform["input_policy"] == "crop":
+        return int(transform["crop_size"])
+    return int(transform["image_size"])
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
@@ -464,8 +475,7 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
         raise ConfigError(f"{where}.trainer.augment_*: rotation must be 0-180 degrees, shift and zoom "
                           "fractions in [0, 1)")
     _validate_optimization(trainer, where)
-    model_side = (config.transform.crop_size if config.transform.input_policy == "crop"
-                  else config.transform.image_size)
+    model_side = model_input_size(dataclasses.asdict(config.transform))
     if trainer.backbone == "xception" and model_side < XCEPTION_MIN_SIDE:
         raise ConfigError(f"{where}.transform: xception takes images of at least {XCEPTION_MIN_SIDE} px; "
                           f"the model input is {model_side} px")

@@ -27,15 +27,9 @@ from fakeface import features, metrics
 from fakeface.components.trainer import augmentation, optimization
 from fakeface.components.trainer import model as model_lib
 from fakeface.components.transform import preprocessing
+from fakeface.pipeline import config as config_lib
 
 _AUTOTUNE = tf.data.AUTOTUNE
-
-
-def model_input_size(transform_config: Dict[str, Any]) -> int:
-    """The side of the square images the model takes, under the input policy."""
-    if transform_config["input_policy"] == "crop":
-        return int(transform_config["crop_size"])
-    return int(transform_config["image_size"])
 
 
 def random_crop(index: tf.Tensor, image: tf.Tensor, size: int, seed: int) -> tf.Tensor:
@@ -73,7 +67,7 @@ def input_fn(file_pattern: List[str], data_accessor: tfx.components.DataAccessor
     crop = transform_config["input_policy"] == "crop"
 
     if training and crop:
-        size = model_input_size(transform_config)
+        size = config_lib.model_input_size(transform_config)
         dataset = dataset.map(lambda raw: (tf.reshape(raw[features.IMAGE_BYTES], [-1]),
                                            tf.reshape(raw[features.LABEL], [-1, 1])))
 
@@ -149,7 +143,7 @@ def create_model(config: Dict[str, Any], total_steps: int, strategy: tf.distribu
         with strategy.scope():
             return model_lib.build_model(
                 backbone=trainer_config["backbone"], handle=config["backbone_handle"],
-                image_size=model_input_size(config["transform"]),
+                image_size=config_lib.model_input_size(config["transform"]),
                 trainable=bool(trainer_config["backbone_trainable"]),
                 dropout=float(trainer_config["dropout"]),
                 optimizer=optimization.make_optimizer(trainer_config, total_steps))
