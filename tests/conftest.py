@@ -39,3 +39,34 @@ def pipeline_runs(tmp_path_factory):
     local_runner.run(config)
     second = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
     return config, first, second
+
+
+@pytest.fixture(scope="session")
+def build_transform_graph():
+    """f(out_dir, transform_config, sample): preprocessing_fn through tf.Transform's Beam implementation.
+
+    As the Transform component runs it; returns the TFTransformOutput.
+    """
+    def build(out_dir: str, transform_config, sample):
+        import apache_beam as beam
+        import tensorflow as tf
+        import tensorflow_transform as tft
+        import tensorflow_transform.beam as tft_beam
+        from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
+
+        from fakeface import features
+        from fakeface.components.transform import preprocessing
+
+        spec = {features.IMAGE_BYTES: tf.io.FixedLenFeature([], tf.string),
+                features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
+        metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+        rows = [{features.IMAGE_BYTES: data, features.LABEL: i % 2} for i, data in enumerate(sample)]
+        with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp")):
+            transform_fn = (pipeline | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(
+                lambda inputs: preprocessing.preprocessing_fn(inputs, transform_config))
+            _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(out_dir, "transform_graph"))
+        metadata_io.write_metadata(metadata, os.path.join(out_dir, "transform_graph",
+                                                          tft.TFTransformOutput.RAW_METADATA_DIR))
+        return tft.TFTransformOutput(os.path.join(out_dir, "transform_graph"))
+
+    return build
