@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -162,72 +162,77 @@ def save_curves(history_csv: str, png_path: str) -> None:
         f.write(buffer.getvalue())
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point."""
-    config = fn_args.custom_config
-    trainer_config = config["trainer"]
-    tf.keras.utils.set_random_seed(int(trainer_config["seed"]))
-    # The same seed, examples and config give the same model (docs/training.md).
+def make_repeatable(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow, and makes TensorFlow's ops deterministic.
+
+    With the input in content-hash order (inputs.py), the same seed, examples
+    and config then give the same model (docs/training.md says how far that
+    holds).
+    """
+    tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    batch_size = int(trainer_config["batch_size"])
-    splits = inputs.read_splits(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor,
-                                tf_transform_output, config)
-    label_counts = splits.train_labels
-    if len(label_counts) < 2:
-        raise ValueError(f"the training split of sources {trainer_config['train_sources'] or 'all'} "
-                         f"holds only {label_counts}: a detector needs real and fake images")
-    steps_per_epoch = max(1, math.ceil(sum(label_counts.values()) / batch_size))
-    epochs = int(trainer_config["epochs"])
 
-    strategy = distribution_strategy(trainer_config["strategy"])
-    logging.info("Training on %d replica(s), global batch %d", strategy.num_replicas_in_sync, batch_size)
-    model = create_model(config, epochs * steps_per_epoch, strategy)
-    model.summary(print_fn=logging.info)
 
+def callbacks(fn_args: tfx.components.FnArgs, trainer_config: Dict[str, Any],
+              history_csv: str) -> List[tf.keras.callbacks.Callback]:
+    """TensorBoard logs, checkpoints to resume from, the per-epoch log and, if configured, early stopping."""
     checkpoints = checkpoint_dir(fn_args)
-    # Beside the checkpoints, so that a resumed run's curves hold every epoch.
-    history_csv = checkpoints + "-history.csv"
     tf.io.gfile.makedirs(os.path.dirname(checkpoints))
-    callbacks = [
+    chosen = [
         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
-        tf.keras.callbacks.BackupAndRestore(
-            checkpoints, save_freq=int(trainer_config["checkpoint_every_steps"])),
+        tf.keras.callbacks.BackupAndRestore(checkpoints, save_freq=int(trainer_config["checkpoint_every_steps"])),
         tf.keras.callbacks.CSVLogger(history_csv, append=True),
     ]
     if int(trainer_config["early_stopping_patience"]):
-        callbacks.append(tf.keras.callbacks.EarlyStopping(
+        chosen.append(tf.keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=int(trainer_config["early_stopping_patience"]),
             restore_best_weights=True))
-    weights = class_weights(label_counts) if trainer_config["class_weights"] else None
-    logging.info("Training examples by label: %s; class weights: %s", label_counts, weights)
+    return chosen
+
+
+def train(fn_args: tfx.components.FnArgs, splits: inputs.Splits, strategy: tf.distribute.Strategy,
+          weights: Optional[Dict[int, float]]) -> Tuple[tf.keras.Model, tf.keras.callbacks.History]:
+    """The model fitted on the training split and validated on the eval split, its curves in the run folder."""
+    config = fn_args.custom_config
+    trainer_config = config["trainer"]
+    if len(splits.train_labels) < 2:
+        raise ValueError(f"the training split of sources {trainer_config['train_sources'] or 'all'} "
+                         f"holds only {splits.train_labels}: a detector needs real and fake images")
+    steps_per_epoch = max(1, math.ceil(sum(splits.train_labels.values()) / int(trainer_config["batch_size"])))
+    epochs = int(trainer_config["epochs"])
+    logging.info("Training on %d replica(s), global batch %s", strategy.num_replicas_in_sync,
+                 trainer_config["batch_size"])
+    model = create_model(config, epochs * steps_per_epoch, strategy)
+    model.summary(print_fn=logging.info)
+    logging.info("Training examples by label: %s; class weights: %s", splits.train_labels, weights)
+    # Beside the checkpoints, so that a resumed run's curves hold every epoch.
+    history_csv = checkpoint_dir(fn_args) + "-history.csv"
     history = model.fit(splits.train(), validation_data=splits.evaluation(), epochs=epochs,
                         steps_per_epoch=steps_per_epoch, class_weight=weights, verbose=2,
-                        callbacks=callbacks)
-    curves_csv = os.path.join(fn_args.model_run_dir, "training_curves.csv")
+                        callbacks=callbacks(fn_args, trainer_config, history_csv))
     tf.io.gfile.makedirs(fn_args.model_run_dir)
+    curves_csv = os.path.join(fn_args.model_run_dir, "training_curves.csv")
     write_curves(history_csv, curves_csv)
     tf.io.gfile.remove(history_csv)
     save_curves(curves_csv, os.path.join(fn_args.model_run_dir, "training_curves.png"))
+    return model, history
 
-    # Scored per image as served, tiles averaged, not per tile as validated.
-    decision = choose_threshold(model, splits.evaluation(per_image=True), config)
+
+def export(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput, threshold: float,
+           serving_model_dir: str) -> str:
+    """Saves the serving SavedModel with its signatures; returns the model version it reports."""
     model_version = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    signatures = model_lib.serving_signatures(
-        model, tf_transform_output, decision["threshold"], model_version)
+    signatures = model_lib.serving_signatures(model, tf_transform_output, threshold, model_version)
     # Without the optimizer: serving and evaluation never need it, its slots
     # would double or triple the export, and its schedule is a fakeface class
     # that tf.keras.models.load_model could not rebuild where fakeface is not
     # imported. Resuming uses the checkpoints, not this export.
-    model.save(fn_args.serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    model.save(serving_model_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    return model_version
 
-    # What was trained, and how, travels with the model.
-    record = {"model_version": model_version, "config": config, "class_weights": weights,
-              "decision": decision, "input": splits.summary(),
-              "replicas": strategy.num_replicas_in_sync,
-              "optimizer": optimization.optimizer_kind(trainer_config["optimizer"], trainer_config["backbone"]),
-              "precision_policy": precision_policy(trainer_config["mixed_precision"]),
-              "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}}
+
+def write_record(fn_args: tfx.components.FnArgs, record: Dict[str, Any]) -> None:
+    """training.json and the training curves' PNG into the model's assets.extra: they travel with the model."""
     extra_dir = os.path.join(fn_args.serving_model_dir, "assets.extra")
     tf.io.gfile.makedirs(extra_dir)
     with tf.io.gfile.GFile(os.path.join(extra_dir, "training.json"), "w") as f:
@@ -236,3 +241,25 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if tf.io.gfile.exists(curves_png):
         # For the evaluation report, which sees the model but not its run folder.
         tf.io.gfile.copy(curves_png, os.path.join(extra_dir, "training_curves.png"), overwrite=True)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point: train, choose the decision threshold, export, record."""
+    config = fn_args.custom_config
+    trainer_config = config["trainer"]
+    make_repeatable(int(trainer_config["seed"]))
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    splits = inputs.read_splits(fn_args.train_files, fn_args.eval_files, fn_args.data_accessor,
+                                tf_transform_output, config)
+    strategy = distribution_strategy(trainer_config["strategy"])
+    weights = class_weights(splits.train_labels) if trainer_config["class_weights"] else None
+    model, history = train(fn_args, splits, strategy, weights)
+    # Scored per image as served, tiles averaged, not per tile as validated.
+    decision = choose_threshold(model, splits.evaluation(per_image=True), config)
+    model_version = export(model, tf_transform_output, decision["threshold"], fn_args.serving_model_dir)
+    write_record(fn_args, {
+        "model_version": model_version, "config": config, "class_weights": weights, "decision": decision,
+        "input": splits.summary(), "replicas": strategy.num_replicas_in_sync,
+        "optimizer": optimization.optimizer_kind(trainer_config["optimizer"], trainer_config["backbone"]),
+        "precision_policy": precision_policy(trainer_config["mixed_precision"]),
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()}})
