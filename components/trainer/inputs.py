@@ -93,11 +93,15 @@ def read_splits(train_files: List[str], eval_files: List[str], data_accessor: tf
     splits = Splits(train_files, eval_files, data_accessor, tf_transform_output, config,
                     train_labels=count_labels(train_files, sources),
                     eval_examples=sum(count_labels(eval_files, sources).values()))
-    needed = cache_bytes(sum(splits.train_labels.values()) + splits.eval_examples, config["transform"])
+    train_examples = sum(splits.train_labels.values())
+    needed = cache_bytes(train_examples + splits.eval_examples, config["transform"])
     limit = int(config["trainer"]["input_cache_mb"]) * 2 ** 20
-    if config["transform"]["input_policy"] != "resize" or needed > limit:
-        logging.info("Streaming the input every epoch: the %s policy, %.1f MiB of images, a cache of %.1f MiB",
-                     config["transform"]["input_policy"], needed / 2 ** 20, limit / 2 ** 20)
+    # Only splits that hold examples are cached.
+    empty = not (train_examples and splits.eval_examples)
+    if config["transform"]["input_policy"] != "resize" or needed > limit or empty:
+        logging.info("Streaming the input every epoch: the %s policy, %d training and %d eval images, "
+                     "%.1f MiB of a cache of %.1f MiB", config["transform"]["input_policy"], train_examples,
+                     splits.eval_examples, needed / 2 ** 20, limit / 2 ** 20)
         return splits
     splits.train_cache = read_cached(train_files, data_accessor, tf_transform_output, sources)
     splits.eval_cache = read_cached(eval_files, data_accessor, tf_transform_output, sources)
