@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
+from fakeface import catalog as catalog_lib
 from fakeface import cli, features, sample_data
-from fakeface.pipeline import config as config_lib
 from fakeface.pipeline import experiments, local_runner, results
 
 pytestmark = pytest.mark.slow
@@ -121,8 +121,7 @@ def test_a_model_that_fails_a_check_is_not_pushed_and_the_report_names_the_slice
         # against a limit of none on any real source, however few its images.
         config.evaluator, target_fpr=0.5, max_real_source_fpr=0.0, min_real_images=1, baseline="none"))
     versions_before = sorted(os.listdir(config.serving_model_dir_path))
-    local_runner.run(strict)
-    refused = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
+    refused = results.run_summary(config.metadata_path_resolved, config.pipeline_name, local_runner.run(strict))
     assert refused.executions["Evaluator"] == "COMPLETE"
     assert refused.blessed is False and not refused.pushed
     assert sorted(os.listdir(config.serving_model_dir_path)) == versions_before
@@ -150,7 +149,8 @@ def test_a_model_that_fails_a_check_is_not_pushed_and_the_report_names_the_slice
 
 def test_experiment_matrix_trains_on_subsets_and_tests_on_every_source(pipeline_runs, tmp_path):
     config, _, _ = pipeline_runs
-    chosen = {name: experiments.EXPERIMENTS[name] for name in ("v1", "v2")}
+    offered = catalog_lib.load(config.catalog_path).experiments
+    chosen = {name: offered[name] for name in ("v1", "v2")}
     out = tmp_path / "matrix"
     rows = experiments.run(config, chosen, str(out))
     by_source = {r["source"]: r for r in rows}
@@ -173,15 +173,13 @@ def test_experiment_matrix_trains_on_subsets_and_tests_on_every_source(pipeline_
 
 def test_experiments_refuse_unknown_sources_or_one_class(pipeline_runs, tmp_path):
     config, _, _ = pipeline_runs
-    with pytest.raises(config_lib.ConfigError, match="not in the catalog"):
+    with pytest.raises(catalog_lib.CatalogError, match=r"\['NoSuchSet'\] are not datasets of the catalog"):
         experiments.run(config, {"bad": ("Gen1", "NoSuchSet")}, str(tmp_path))
-    with pytest.raises(config_lib.ConfigError, match="real and fake"):
+    with pytest.raises(catalog_lib.CatalogError, match="real and fake"):
         experiments.run(config, {"fakes": ("Gen1", "Gen2")}, str(tmp_path))
 
 
 def test_leave_one_generator_out_drops_exactly_that_generators_fakes(tmp_path):
-    from fakeface import catalog as catalog_lib
-
     catalog = catalog_lib.load(sample_data.generate(str(tmp_path), per_source=1, size=16))
     held_out = experiments.leave_one_generator_out(catalog)
     assert set(held_out) == {"without-PGGAN", "without-StyleGAN", "without-StyleGAN2"}
