@@ -1,4 +1,4 @@
-"""What the last pipeline run did, read back from ML Metadata and TFMA output."""
+"""What a pipeline run did, read back from ML Metadata and TFMA output."""
 
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ class RunSummary:
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
+    if not os.path.isfile(metadata_path):
+        raise LookupError(f"{metadata_path}: no ML Metadata store here; no pipeline has run with this config")
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = metadata_path
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -51,21 +53,57 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str):
     return value.string_value or value.int_value
 
 
-def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
-    """Summarises the most recent run of `pipeline_name` recorded at `metadata_path`."""
-    store = _store(metadata_path)
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")
+def _runs(store, pipeline_name: str) -> List[metadata_store_pb2.Context]:
+    return [c for c in store.get_contexts_by_type("pipeline_run")
             if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))]
-    if not runs:
-        raise LookupError(f"{metadata_path}: no run of pipeline {pipeline_name!r} is recorded")
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    summary = RunSummary(run.name, {}, None, None, None, None, None)
+
+
+def _node_executions(store, run: metadata_store_pb2.Context, pipeline_name: str):
+    """(node id, execution) of every execution of the run `run`."""
     prefix = pipeline_name + "."
     for execution in store.get_executions_by_context(run.id):
         node = next((c.name[len(prefix):] for c in store.get_contexts_by_execution(execution.id)
                      if c.type == "node" or c.name.startswith(prefix)), None)
-        if node is None:
-            continue
+        if node is not None:
+            yield node, execution
+
+
+def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
+    """Summarises the most recent run of `pipeline_name` recorded at `metadata_path`."""
+    store = _store(metadata_path)
+    runs = _runs(store, pipeline_name)
+    if not runs:
+        raise LookupError(f"{metadata_path}: no run of pipeline {pipeline_name!r} is recorded")
+    return _summarise(store, max(runs, key=lambda c: (c.create_time_since_epoch, c.id)), pipeline_name)
+
+
+def _run(store, pipeline_name: str, run_id: str) -> Optional[metadata_store_pb2.Context]:
+    return next((c for c in _runs(store, pipeline_name) if c.name == run_id), None)
+
+
+def run_summary(metadata_path: str, pipeline_name: str, run_id: str) -> RunSummary:
+    """Summarises the run `run_id` of `pipeline_name`, whatever ran after it."""
+    store = _store(metadata_path)
+    run = _run(store, pipeline_name, run_id)
+    if run is None:
+        raise LookupError(f"{metadata_path}: no run {run_id!r} of pipeline {pipeline_name!r} is recorded")
+    return _summarise(store, run, pipeline_name)
+
+
+def node_state(metadata_path: str, pipeline_name: str, run_id: str, node: str) -> Optional[str]:
+    """The state of `node`'s execution in run `run_id` ("COMPLETE", "CACHED", ...); None if it has none."""
+    store = _store(metadata_path)
+    run = _run(store, pipeline_name, run_id)
+    if run is None:
+        return None
+    states = [_STATE_NAMES.get(e.last_known_state, "UNKNOWN")
+              for name, e in _node_executions(store, run, pipeline_name) if name == node]
+    return states[-1] if states else None
+
+
+def _summarise(store, run: metadata_store_pb2.Context, pipeline_name: str) -> RunSummary:
+    summary = RunSummary(run.name, {}, None, None, None, None, None)
+    for node, execution in _node_executions(store, run, pipeline_name):
         summary.executions[node] = _STATE_NAMES.get(execution.last_known_state, "UNKNOWN")
         for artifact in _outputs(store, execution.id):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
@@ -90,7 +128,6 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
 def ingest_warnings(report_html: str) -> List[str]:
     """The shortcut warnings of an ingestion report (its report.json beside the HTML)."""
     import json
-    import os
 
     import tensorflow as tf
 

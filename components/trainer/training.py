@@ -23,7 +23,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from fakeface import features, metrics
+from fakeface import features, metrics, progress
 from fakeface.components.trainer import augmentation, optimization
 from fakeface.components.trainer import model as model_lib
 from fakeface.components.transform import preprocessing
@@ -304,6 +304,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         tf.keras.callbacks.BackupAndRestore(
             checkpoints, save_freq=int(trainer_config["checkpoint_every_steps"])),
         tf.keras.callbacks.CSVLogger(history_csv, append=True),
+        tf.keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: progress.epoch_ended(epoch + 1, epochs, logs)),
     ]
     if int(trainer_config["early_stopping_patience"]):
         callbacks.append(tf.keras.callbacks.EarlyStopping(

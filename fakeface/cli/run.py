@@ -1,21 +1,104 @@
-"""`fakeface run`: the whole pipeline on this machine."""
+"""`fakeface run`: the whole pipeline on this machine.
+
+The config, the catalog and its datasets are checked before anything heavy
+is imported or started, so that a mistake in them costs a second, not a
+backbone build. The terminal shows a line per step, the Trainer's epochs and
+the summary; everything else goes to the run's log file (with `--verbose`,
+to the terminal).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 
-from fakeface.cli.errors import EXIT_FAILED, EXIT_OK
+from fakeface.cli.output import EpochHandler, StepLines, captured, tail
+from fakeface.cli.errors import EXIT_OK, UsageError, WorkFailed
+
+# A step's state in ML Metadata, as its line says it; a step without an
+# execution was skipped (the Pusher of a model that is not blessed).
+_STATES = {"COMPLETE": "complete", "CACHED": "cached", None: "skipped"}
 
 
-def _summary(config, elapsed: float) -> int:
+def _checked_config(args: argparse.Namespace):
+    """The config, once it, its catalog and the catalog's datasets are known to be usable."""
+    from fakeface import catalog as catalog_lib
+    from fakeface.pipeline import config as config_lib
+
+    overrides = {}
+    if args.catalog:
+        overrides["catalog"] = args.catalog
+    if args.no_cache:
+        overrides["enable_cache"] = False
+    config = config_lib.load(args.config, overrides)
+    if not config.catalog and not os.path.isfile(config.catalog_path):
+        raise UsageError(f"{config.catalog_path}: no catalog; draw the sample data with `fakeface sample-data "
+                         f"{config.sample_data_dir}`, or name one with --catalog or the config's `catalog`")
+    catalog = catalog_lib.load(config.catalog_path)
+    catalog_lib.check_local_datasets(catalog)
+    config_lib.check_train_sources(config, catalog, args.config or "config")
+    return config
+
+
+def _execute(config, run_id: str, steps: StepLines) -> None:
+    """Builds the backbone if it is missing, then runs the pipeline, a line per step on `steps`."""
+    from fakeface.pipeline import local_runner, pipeline, results
+
+    def on_step(node: str, event: str) -> None:
+        if event == "start":
+            steps.start(node)
+        else:
+            state = results.node_state(config.metadata_path_resolved, config.pipeline_name, run_id, node)
+            steps.end(node, _STATES.get(state, str(state).lower()))
+
+    steps.start("Backbone")
+    steps.end("Backbone", "built" if pipeline.ensure_local_backbone(config) else "ready")
+    local_runner.run(config, run_id, on_step)
+
+
+def _quietly(config, run_id: str, log_path: str) -> None:
+    """_execute with the step lines on the terminal and all else in the log; a failure shows the end of its step's log."""
+    from fakeface import catalog as catalog_lib
+    from fakeface import progress
+    from fakeface.pipeline import config as config_lib
+
+    failed = None
+    with captured(log_path) as terminal:
+        terminal.write(f"Pipeline {config.pipeline_name!r}, run {run_id}; log: {log_path}\n")
+        steps = StepLines(terminal, inline=True, log_path=log_path)
+        epochs = EpochHandler(steps)
+        progress.LOGGER.addHandler(epochs)
+        try:
+            _execute(config, run_id, steps)
+        except Exception as e:  # noqa: BLE001  (reported below, with the end of the log)
+            traceback.print_exc()
+            failed = (steps.running, e)
+            if steps.running:
+                steps.end(steps.running, "failed")
+        finally:
+            steps.close()
+            progress.LOGGER.removeHandler(epochs)
+    if failed is None:
+        return
+    step, error = failed
+    if isinstance(error, (catalog_lib.CatalogError, config_lib.ConfigError)):
+        raise error
+    print(f"\n{step or 'The pipeline'} failed. The last lines of its log:\n", file=sys.stderr)
+    print(tail(log_path, steps.log_offsets.get(step, 0)), file=sys.stderr)
+    message = str(error).strip().splitlines()
+    raise WorkFailed(f"{step or 'the pipeline'} failed ({type(error).__name__}"
+                     f"{': ' + message[0] if message else ''}); the whole log: {log_path}")
+
+
+def _summary(config, run_id: str, elapsed: float) -> None:
     from fakeface.pipeline import results
 
-    summary = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
+    summary = results.run_summary(config.metadata_path_resolved, config.pipeline_name, run_id)
     print()
-    print(f"Pipeline {config.pipeline_name!r} finished in {elapsed:.0f} s (run {summary.run_id}).")
-    print("Steps: " + ", ".join(f"{node} {state.lower()}" for node, state in sorted(summary.executions.items())))
+    print(f"Pipeline {config.pipeline_name!r} finished in {elapsed:.0f} s (run {run_id}).")
     if summary.ingest_report:
         print(f"Ingestion report: {summary.ingest_report}")
         for warning in results.ingest_warnings(summary.ingest_report):
@@ -26,39 +109,38 @@ def _summary(config, elapsed: float) -> int:
         print(results.source_table(summary.report_html))
         print(f"Evaluation report: {summary.report_html}")
     print()
-    failed = sorted(node for node, state in summary.executions.items() if state == "FAILED")
-    if failed:
-        print(f"FAILED: {', '.join(failed)}; the log above says why.", file=sys.stderr)
-        return EXIT_FAILED
     if summary.pushed:
         print(f"Model blessed and pushed to {summary.pushed_destination}")
     else:
         print(f"Model NOT pushed (blessed: {summary.blessed}).", file=sys.stderr)
         for reason in summary.not_blessed_because:
             print(f"  not blessed: {reason}", file=sys.stderr)
+
+
+def _run_held(config, verbose: bool) -> int:
+    from fakeface.pipeline import runs
+
+    run_id = runs.new_run_id()
+    started = time.monotonic()
+    if verbose:
+        _execute(config, run_id, StepLines(sys.stdout, inline=False))
+        _summary(config, run_id, time.monotonic() - started)
+        return EXIT_OK
+    _quietly(config, run_id, runs.log_path(config.runs_root, config.pipeline_name, run_id))
+    _summary(config, run_id, time.monotonic() - started)
     return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fakeface import catalog as catalog_lib
-    from fakeface.pipeline import config as config_lib
+    config = _checked_config(args)
 
-    overrides = {}
-    if args.catalog:
-        overrides["catalog"] = args.catalog
-    if args.no_cache:
-        overrides["enable_cache"] = False
-    config = config_lib.load(args.config, overrides)
-    catalog_lib.load(config.catalog_path)  # fails fast, naming the file
+    from fakeface.pipeline import runs
 
-    from fakeface.pipeline import local_runner, pipeline
-
-    if pipeline.ensure_local_backbone(config):
-        print(f"Built the {config.trainer.backbone} backbone as a TF Hub module at "
-              f"{pipeline.backbone_handle(config)}")
-    started = time.monotonic()
-    local_runner.run(config)
-    return _summary(config, time.monotonic() - started)
+    try:
+        with runs.hold(config.runs_root):
+            return _run_held(config, args.verbose)
+    except runs.RunsRootBusy as e:
+        raise WorkFailed(e) from e
 
 
 def register(commands) -> None:
@@ -66,4 +148,7 @@ def register(commands) -> None:
     run.add_argument("--config", help="YAML config file (see pipeline/config.py); defaults otherwise")
     run.add_argument("--catalog", help="dataset catalog YAML, overriding the config's")
     run.add_argument("--no-cache", action="store_true", help="re-run every step even if unchanged")
+    run.add_argument("--verbose", action="store_true",
+                     help="show all the steps print (TensorFlow, Beam, pip) on the terminal, "
+                          "instead of in the run's log file")
     run.set_defaults(func=_run)
