@@ -138,9 +138,7 @@ class TrainerConfig:
     # the best weights; 0 trains every epoch. Off by default: on the sample
     # data validation AUC reaches 1.0 within a few epochs, and the earliest
     # such epoch, which early stopping keeps, separates real from fake with
-    # less margin. Measured over two runs each: with patience 5, 0% and 13%
-    # of CelebA's test images were called fake (the second not blessed);
-    # trained for every epoch, 7% both times.
+    # less margin, enough to miss max_real_source_fpr (docs/measurements.md).
     early_stopping_patience: int = 0
     # Weigh the classes inversely to their share of the training split.
     class_weights: bool = True

@@ -1,6 +1,8 @@
 """The `fakeface` command's argument handling and error messages (no pipeline runs here)."""
 
+import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,6 +11,7 @@ import time
 import pytest
 
 from fakeface import cli, sample_data
+from fakeface.cli.output import StepLines
 
 
 def test_sample_data_writes_a_catalog_and_reports_it(tmp_path, capsys):
@@ -189,3 +192,42 @@ def test_an_interrupted_command_exits_130(tmp_path):
     _, err = command.communicate(timeout=60)
     assert command.returncode == 130, err
     assert err.strip() == "fakeface sample-data: interrupted; run it again to resume"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _show_steps(out, inline):
+    steps = StepLines(out, inline=inline)
+    steps.start("Transform")
+    steps.end("Transform", "cached")
+    steps.start("Trainer")
+    steps.epoch(1, 2, {"loss": 0.5, "val_auc": 0.75, "accuracy": 0.6})
+    steps.epoch(2, 2, {"loss": 0.25, "val_auc": 0.875})
+    steps.end("Trainer", "complete")
+    steps.start("Evaluator")
+    steps.close()  # interrupted
+    return out.getvalue()
+
+
+def test_step_lines_off_a_terminal_hold_one_line_per_step_with_its_epochs():
+    assert re.fullmatch(r"  Transform +cached +\d+\.\d s\n"
+                        r"  Trainer +epochs 1 2   complete +\d+\.\d s\n"
+                        r"  Evaluator +\n", _show_steps(io.StringIO(), inline=True))
+
+
+def test_step_lines_on_a_terminal_show_the_latest_epoch_in_place():
+    shown = _show_steps(_Terminal(), inline=True)
+    assert "\r\033[K  Trainer            epoch 2/2  loss 0.250  val_auc 0.875" in shown
+    # What the terminal ends up showing: each line's last rewrite.
+    assert [line.split("\r\033[K")[-1] for line in shown.split("\n")][:2] == [
+        re.search(r"  Transform +cached +\d+\.\d s", shown).group(0),
+        re.search(r"  Trainer +complete +\d+\.\d s", shown).group(0)]
+
+
+def test_step_lines_among_other_output_take_a_line_per_event():
+    assert re.fullmatch(r"  Transform +started\n  Transform +cached +\d+\.\d s\n"
+                        r"  Trainer +started\n  Trainer +complete +\d+\.\d s\n  Evaluator +started\n",
+                        _show_steps(io.StringIO(), inline=False))
