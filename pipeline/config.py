@@ -554,12 +554,16 @@ def _validate_evaluator(evaluator: EvaluatorConfig, where: str) -> None:
 
 
 def check_train_sources(config: PipelineConfig, catalog: catalog_lib.Catalog, where: str = "config") -> None:
-    """Every source `trainer.train_sources` names is a dataset of `catalog`."""
-    names = [d.name for d in catalog.datasets]
-    unknown = sorted(set(config.trainer.train_sources) - set(names))
+    """`trainer.train_sources` names datasets of `catalog`, of both classes, or none (all of them)."""
+    labels = {d.name: d.label_name for d in catalog.datasets}
+    sources = config.trainer.train_sources
+    unknown = sorted(set(sources) - set(labels))
     if unknown:
         raise ConfigError(f"{where}: trainer.train_sources: {unknown} are not datasets of the catalog "
-                          f"{catalog.path} (it has {names})")
+                          f"{catalog.path} (it has {list(labels)})")
+    if sources and len({labels[s] for s in sources}) < 2:
+        raise ConfigError(f"{where}: trainer.train_sources: {sources} are all {labels[sources[0]]}; "
+                          "a detector needs real and fake datasets to train on")
 
 
 def to_dict(config: PipelineConfig) -> Dict[str, Any]:

@@ -166,6 +166,9 @@ def test_train_sources_must_be_datasets_of_the_catalog(tmp_path):
     cfg.trainer.train_sources.append("Gen3")
     with pytest.raises(config.ConfigError, match=r"^c.yaml: trainer.train_sources: \['Gen3'\] are not datasets"):
         config.check_train_sources(cfg, loaded, "c.yaml")
+    cfg.trainer.train_sources[:] = ["Gen1", "Gen2"]
+    with pytest.raises(config.ConfigError, match=r"^c.yaml: trainer.train_sources: .* are all fake; a detector"):
+        config.check_train_sources(cfg, loaded, "c.yaml")
 
 
 def test_missing_file_is_named(tmp_path):

@@ -59,13 +59,18 @@ def _execute(config, run_id: str, steps: StepLines) -> None:
     local_runner.run(config, run_id, on_step)
 
 
-def _quietly(config, run_id: str, log_path: str) -> None:
-    """_execute with the step lines on the terminal and all else in the log; a failure shows the end of its step's log."""
-    from fakeface import catalog as catalog_lib
-    from fakeface import progress
-    from fakeface.pipeline import config as config_lib
+class _StepFailed(Exception):
+    """`error` ended the run in `step` (None: before any step), whose log begins at `log_offset`."""
 
-    failed = None
+    def __init__(self, step, error: Exception, log_offset: int):
+        super().__init__(step)
+        self.step, self.error, self.log_offset = step, error, log_offset
+
+
+def _captured_run(config, run_id: str, log_path: str) -> None:
+    """_execute with the step lines on the terminal and all else in the log; raises _StepFailed."""
+    from fakeface import progress
+
     with captured(log_path) as terminal:
         terminal.write(f"Pipeline {config.pipeline_name!r}, run {run_id}; log: {log_path}\n")
         steps = StepLines(terminal, inline=True, log_path=log_path)
@@ -73,24 +78,33 @@ def _quietly(config, run_id: str, log_path: str) -> None:
         progress.LOGGER.addHandler(epochs)
         try:
             _execute(config, run_id, steps)
-        except Exception as e:  # noqa: BLE001  (reported below, with the end of the log)
+        except Exception as e:  # noqa: BLE001  (any step's failure, shown with the end of its log)
             traceback.print_exc()
-            failed = (steps.running, e)
-            if steps.running:
-                steps.end(steps.running, "failed")
+            step = steps.running
+            if step:
+                steps.end(step, "failed")
+            raise _StepFailed(step, e, steps.log_offsets.get(step, 0)) from e
         finally:
             steps.close()
             progress.LOGGER.removeHandler(epochs)
-    if failed is None:
-        return
-    step, error = failed
-    if isinstance(error, (catalog_lib.CatalogError, config_lib.ConfigError)):
-        raise error
-    print(f"\n{step or 'The pipeline'} failed. The last lines of its log:\n", file=sys.stderr)
-    print(tail(log_path, steps.log_offsets.get(step, 0)), file=sys.stderr)
-    message = str(error).strip().splitlines()
-    raise WorkFailed(f"{step or 'the pipeline'} failed ({type(error).__name__}"
-                     f"{': ' + message[0] if message else ''}); the whole log: {log_path}")
+
+
+def _quietly(config, run_id: str, log_path: str) -> None:
+    """Runs with the log taking all but the step lines; a failure shows its step and the end of its log."""
+    from fakeface import catalog as catalog_lib
+    from fakeface.pipeline import config as config_lib
+
+    try:
+        _captured_run(config, run_id, log_path)
+    except _StepFailed as failed:
+        if isinstance(failed.error, (catalog_lib.CatalogError, config_lib.ConfigError)):
+            raise failed.error from None
+        step = failed.step or "the pipeline"
+        print(f"\n{step[0].upper() + step[1:]} failed. The last lines of its log:\n", file=sys.stderr)
+        print(tail(log_path, failed.log_offset), file=sys.stderr)
+        message = str(failed.error).strip().splitlines()
+        raise WorkFailed(f"{step} failed ({type(failed.error).__name__}{': ' + message[0] if message else ''}); "
+                         f"the whole log: {log_path}") from failed.error
 
 
 def _summary(config, run_id: str, elapsed: float) -> None:
