@@ -38,6 +38,10 @@ class RunsRootBusy(Exception):
     """Another run holds the runs_root; the message names it."""
 
 
+class RunsRootUnusable(Exception):
+    """The runs_root cannot be created or written; the message says why."""
+
+
 def _holder(path: str) -> str:
     # The holder writes its details right after taking the lock; a reader that
     # comes in between waits a moment for them.
@@ -58,11 +62,15 @@ def _holder(path: str) -> str:
 def hold(runs_root: str, command: str = "fakeface run") -> Iterator[str]:
     """Holds the runs_root's lock for the duration of the block; yields the lock file's path.
 
-    Raises RunsRootBusy, naming the other run, if another process holds it.
+    Raises RunsRootBusy, naming the other run, if another process holds it;
+    RunsRootUnusable if the folder cannot be made or written.
     """
-    os.makedirs(runs_root, exist_ok=True)
     path = os.path.join(runs_root, LOCK_FILE)
-    f = open(path, "a+", encoding="utf-8")
+    try:
+        os.makedirs(runs_root, exist_ok=True)
+        f = open(path, "a+", encoding="utf-8")
+    except OSError as e:
+        raise RunsRootUnusable(f"{runs_root}: cannot hold the runs_root's lock {path}: {e.strerror}") from e
     try:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)

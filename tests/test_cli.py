@@ -111,6 +111,12 @@ def test_a_run_is_refused_while_another_holds_the_runs_root(tmp_path, capsys):
     assert ", started 20" in err and str(tmp_path / "runs" / "run.lock") in err
 
 
+def test_a_runs_root_that_cannot_be_made_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "runs").write_text("a file, not a folder")
+    assert cli.main(["run", "--catalog", _two_class_catalog(tmp_path), "--config", _config(tmp_path)]) == 2
+    assert f"fakeface run: error: {tmp_path / 'runs'}: cannot hold the runs_root's lock" in capsys.readouterr().err
+
+
 def test_a_lock_whose_process_is_gone_does_not_block(tmp_path):
     from fakeface.pipeline import runs
 

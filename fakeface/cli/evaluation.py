@@ -86,6 +86,8 @@ def _experiments(args: argparse.Namespace) -> int:
             rows = experiments.run(config, chosen, args.out_dir)
     except runs.RunsRootBusy as e:
         raise WorkFailed(e) from e
+    except runs.RunsRootUnusable as e:
+        raise UsageError(e) from e
     print(f"{len(chosen)} experiments in {time.monotonic() - started:.0f} s. Accuracy per source:")
     with open(os.path.join(args.out_dir, "matrix.md"), encoding="utf-8") as f:
         print(f.read())

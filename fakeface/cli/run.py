@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Optional
 
 from fakeface.cli.output import EpochHandler, StepLines, captured, tail
 from fakeface.cli.errors import EXIT_OK, UsageError, WorkFailed
@@ -67,8 +68,20 @@ class _StepFailed(Exception):
         self.step, self.error, self.log_offset = step, error, log_offset
 
 
+def _execute_or_fail(config, run_id: str, steps: StepLines) -> None:
+    """_execute; a failure's traceback goes where the steps print, its step is marked failed, _StepFailed raised."""
+    try:
+        _execute(config, run_id, steps)
+    except Exception as e:  # noqa: BLE001  (any step's failure, reported by _report_failure)
+        traceback.print_exc()
+        step = steps.running
+        if step:
+            steps.end(step, "failed")
+        raise _StepFailed(step, e, steps.log_offsets.get(step, 0)) from e
+
+
 def _captured_run(config, run_id: str, log_path: str) -> None:
-    """_execute with the step lines on the terminal and all else in the log; raises _StepFailed."""
+    """_execute_or_fail with the step lines and epochs on the terminal, and all else in the log."""
     from fakeface import progress
 
     with captured(log_path) as terminal:
@@ -77,34 +90,27 @@ def _captured_run(config, run_id: str, log_path: str) -> None:
         epochs = EpochHandler(steps)
         progress.LOGGER.addHandler(epochs)
         try:
-            _execute(config, run_id, steps)
-        except Exception as e:  # noqa: BLE001  (any step's failure, shown with the end of its log)
-            traceback.print_exc()
-            step = steps.running
-            if step:
-                steps.end(step, "failed")
-            raise _StepFailed(step, e, steps.log_offsets.get(step, 0)) from e
+            _execute_or_fail(config, run_id, steps)
         finally:
             steps.close()
             progress.LOGGER.removeHandler(epochs)
 
 
-def _quietly(config, run_id: str, log_path: str) -> None:
-    """Runs with the log taking all but the step lines; a failure shows its step and the end of its log."""
+def _report_failure(failed: _StepFailed, log_path: Optional[str]) -> None:
+    """Raises the one-line error of a failed run, after the end of the failed step's log."""
     from fakeface import catalog as catalog_lib
     from fakeface.pipeline import config as config_lib
 
-    try:
-        _captured_run(config, run_id, log_path)
-    except _StepFailed as failed:
-        if isinstance(failed.error, (catalog_lib.CatalogError, config_lib.ConfigError)):
-            raise failed.error from None
-        step = failed.step or "the pipeline"
-        print(f"\n{step[0].upper() + step[1:]} failed. The last lines of its log:\n", file=sys.stderr)
-        print(tail(log_path, failed.log_offset), file=sys.stderr)
-        message = str(failed.error).strip().splitlines()
-        raise WorkFailed(f"{step} failed ({type(failed.error).__name__}{': ' + message[0] if message else ''}); "
-                         f"the whole log: {log_path}") from failed.error
+    if isinstance(failed.error, (catalog_lib.CatalogError, config_lib.ConfigError)):
+        raise failed.error from None
+    step = failed.step or "the pipeline"
+    message = str(failed.error).strip().splitlines()
+    reason = f"{step} failed ({type(failed.error).__name__}{': ' + message[0] if message else ''})"
+    if not log_path:
+        raise WorkFailed(reason) from failed.error
+    print(f"\n{step[0].upper() + step[1:]} failed. The last lines of its log:\n", file=sys.stderr)
+    print(tail(log_path, failed.log_offset), file=sys.stderr)
+    raise WorkFailed(f"{reason}; the whole log: {log_path}") from failed.error
 
 
 def _summary(config, run_id: str, elapsed: float) -> None:
@@ -135,12 +141,15 @@ def _run_held(config, verbose: bool) -> int:
     from fakeface.pipeline import runs
 
     run_id = runs.new_run_id()
+    log_path = None if verbose else runs.log_path(config.runs_root, config.pipeline_name, run_id)
     started = time.monotonic()
-    if verbose:
-        _execute(config, run_id, StepLines(sys.stdout, inline=False))
-        _summary(config, run_id, time.monotonic() - started)
-        return EXIT_OK
-    _quietly(config, run_id, runs.log_path(config.runs_root, config.pipeline_name, run_id))
+    try:
+        if verbose:
+            _execute_or_fail(config, run_id, StepLines(sys.stdout, inline=False))
+        else:
+            _captured_run(config, run_id, log_path)
+    except _StepFailed as failed:
+        _report_failure(failed, log_path)
     _summary(config, run_id, time.monotonic() - started)
     return EXIT_OK
 
@@ -155,6 +164,8 @@ def _run(args: argparse.Namespace) -> int:
             return _run_held(config, args.verbose)
     except runs.RunsRootBusy as e:
         raise WorkFailed(e) from e
+    except runs.RunsRootUnusable as e:
+        raise UsageError(e) from e
 
 
 def register(commands) -> None:
