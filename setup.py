@@ -50,6 +50,7 @@ setuptools.setup(
         "dill",
         "pillow",
         "pyyaml",
+        "scikit-learn>=1.5,<1.6",
     ],
     entry_points={"console_scripts": ["fakeface=fakeface.cli:main"]},
 )

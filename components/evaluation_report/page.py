@@ -8,7 +8,9 @@ import io
 import math
 from typing import Any, Dict, Iterable, Optional, Sequence
 
-from fakeface import features, metrics
+from sklearn import metrics as sk
+
+from fakeface import features
 from fakeface.components.evaluation_report.content import Report
 from fakeface.components.evaluation_report.scoring import DOWNSCALED, JPEG, ORIGINAL, TTA
 from fakeface.pipeline import evaluation
@@ -63,13 +65,13 @@ def _roc_curves(report: Report) -> str:
     figure, axis = plt.subplots(figsize=(5.2, 4.4))
     labels = [p[features.LABEL] for p in report.predictions]
     if len(set(labels)) == 2:
-        fpr, tpr, _ = metrics.roc_curve(labels, [p[ORIGINAL] for p in report.predictions])
+        fpr, tpr, _ = sk.roc_curve(labels, [p[ORIGINAL] for p in report.predictions])
         axis.plot(fpr, tpr, color="black", linewidth=2, label="all sources")
     for row in report.sources:
         if row["label"] != "fake" or not real:
             continue
         pool = real + [p for p in report.predictions if p[features.SOURCE] == row["source"]]
-        fpr, tpr, _ = metrics.roc_curve([p[features.LABEL] for p in pool], [p[ORIGINAL] for p in pool])
+        fpr, tpr, _ = sk.roc_curve([p[features.LABEL] for p in pool], [p[ORIGINAL] for p in pool])
         axis.plot(fpr, tpr, label=f"{row['source']} vs real (AUC {row['auc_vs_real']:.3f})")
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axis.set_xlabel("false-positive rate (real images)")

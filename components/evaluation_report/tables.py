@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence
 
+from sklearn import metrics as sk
+
 from fakeface import features, metrics
 from fakeface.components.evaluation_report.scoring import ORIGINAL
 
@@ -30,8 +32,8 @@ def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
             if real:
                 pool = real + members
                 labels, scores = [p[features.LABEL] for p in pool], [p[ORIGINAL] for p in pool]
-                row["auc_vs_real"] = metrics.roc_auc(labels, scores)
-                row["average_precision_vs_real"] = metrics.average_precision(labels, scores)
+                row["auc_vs_real"] = float(sk.roc_auc_score(labels, scores))
+                row["average_precision_vs_real"] = float(sk.average_precision_score(labels, scores))
         else:
             row["false_positive_rate"] = 1.0 - row[f"accuracy_{ORIGINAL}"]
             row["checked_for_blessing"] = len(members) >= min_real_images
@@ -44,8 +46,8 @@ def overall_metrics(predictions: Sequence[Dict[str, Any]], threshold: float) -> 
     scores = [p[ORIGINAL] for p in predictions]
     result: Dict[str, Any] = metrics.rates_at_threshold(labels, scores, threshold)
     if len(set(labels)) == 2:
-        result.update(auc=metrics.roc_auc(labels, scores),
-                      average_precision=metrics.average_precision(labels, scores),
+        result.update(auc=float(sk.roc_auc_score(labels, scores)),
+                      average_precision=float(sk.average_precision_score(labels, scores)),
                       tpr_at_1pct_fpr=metrics.tpr_at_fpr(labels, scores, 0.01))
     result["calibration"] = metrics.calibration_bins(labels, scores)
     return result
