@@ -72,7 +72,11 @@ def threshold_for_fpr(real_scores: Sequence[float], target_fpr: float,
     allowed = int(math.floor(target_fpr * scores.size + 1e-9))
     if allowed >= scores.size:
         return float(np.nextafter(scores[-1], -np.inf))
-    lowest = float(np.float32(scores[allowed]))
+    # In float32, the models' own precision, rounded up: never below the score it must not exceed.
+    lowest = np.float32(scores[allowed])
+    if lowest < scores[allowed]:
+        lowest = np.nextafter(lowest, np.float32(np.inf))
+    lowest = float(lowest)
     everything = np.concatenate([scores, np.asarray(fake_scores, dtype=np.float64).reshape(-1)])
     above = everything[everything > lowest]
     if not np.asarray(fake_scores).size or not above.size:

@@ -69,6 +69,16 @@ def test_threshold_for_fpr_meets_the_target_and_is_the_lowest_that_does(target):
     assert np.mean(real > lower) > target
 
 
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_threshold_for_fpr_meets_the_target_on_scores_finer_than_float32(seed):
+    # Averaged scores (rotation TTA) are float64; the threshold is a float32.
+    real = np.random.default_rng(seed).beta(2, 5, 101)
+    for target in (0.0, 0.05, 0.2):
+        threshold = metrics.threshold_for_fpr(real, target)
+        assert np.mean(real > threshold) <= target
+        assert threshold == float(np.float32(threshold))
+
+
 def test_threshold_for_fpr_handles_ties():
     real = np.array([0.9, 0.9, 0.9, 0.1], np.float32)
     threshold = metrics.threshold_for_fpr(real, 0.5)

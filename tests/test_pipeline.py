@@ -143,7 +143,7 @@ def test_eval_config_measures_what_the_report_promises():
     eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig())
     names = {json.loads(m.config)["name"] for spec in eval_config.metrics_specs for m in spec.metrics
              if m.config}
-    assert names == {evaluation.EXAMPLE_COUNT, evaluation.ACCURACY, evaluation.PRECISION, evaluation.RECALL,
+    assert names == {evaluation.EXAMPLE_COUNT, evaluation.MEAN_LABEL, evaluation.ACCURACY, evaluation.PRECISION, evaluation.RECALL,
                      evaluation.FALSE_POSITIVE_RATE, evaluation.CHECKED_FALSE_POSITIVE_RATE, evaluation.AUC, evaluation.AVERAGE_PRECISION,
                      evaluation.TPR_AT_1PCT_FPR, evaluation.CALIBRATION}
 

@@ -27,7 +27,7 @@ PREDICTIONS = [
 
 
 def test_source_rows_give_detection_rates_false_positive_rates_and_auc_against_all_real():
-    rows = {r["source"]: r for r in tables.source_rows(PREDICTIONS, 0.5, [scoring.ORIGINAL, scoring.JPEG])}
+    rows = {r["source"]: r for r in tables.source_rows(PREDICTIONS, {scoring.ORIGINAL: 0.5, scoring.JPEG: 0.5})}
     assert rows["RealA"]["false_positive_rate"] == pytest.approx(0.5)
     assert rows["RealB"]["false_positive_rate"] == 0.0
     assert rows["FakeA"]["detection_rate"] == pytest.approx(0.5)
@@ -69,7 +69,9 @@ def _report(blessed, failures=()):
         model_uri="/m/1", model_version="20260101T000000Z", threshold=0.5,
         decision={"method": "calibrated on the eval split", "target_fpr": 0.05}, blessed=blessed,
         failures=list(failures), slices=[{"slice": "overall", "auc": 0.8}], predictions=PREDICTIONS,
-        columns=[scoring.ORIGINAL, scoring.JPEG], settings={"robustness_jpeg_quality": [65, 95]})
+        columns=[scoring.ORIGINAL, scoring.JPEG],
+        column_decisions={c: {"threshold": 0.5, "method": "the model's threshold"} for c in (scoring.ORIGINAL, scoring.JPEG)},
+        settings={"robustness_jpeg_quality": [65, 95]})
 
 
 def test_html_names_the_failed_check_and_compares_two_models(tmp_path):
@@ -97,6 +99,9 @@ def test_matrix_rows_are_sources_and_columns_are_experiments(tmp_path):
     experiments.write_matrix(rows, ["v1", "v2"], str(tmp_path))
     table = (tmp_path / "matrix.md").read_text()
     assert "| FakeA | fake | 100.0% (trained on) | 0.0% |" in table
+    page_html = (tmp_path / "matrix.html").read_text()
+    assert '<a href="v1/report.html">100.0% (trained on)</a>' in page_html
+    assert '<a href="v2/report.html">0.0%</a>' in page_html
     assert not math.isnan(by_source["average"]["v2"])
 
 
@@ -156,7 +161,7 @@ def test_report_numbers_are_those_of_the_hand_written_metrics_they_replaced(seed
 
     before = numbers(old_tables.source_rows(predictions, threshold, columns, 20),
                      old_tables.overall_metrics(predictions, threshold))
-    after = numbers(tables.source_rows(predictions, threshold, columns, 20),
+    after = numbers(tables.source_rows(predictions, {c: threshold for c in columns}, 20),
                     tables.overall_metrics(predictions, threshold))
     _assert_same_numbers(after, before)
 

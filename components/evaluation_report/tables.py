@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 from sklearn import metrics as sk
 
@@ -10,9 +10,10 @@ from fakeface import features, metrics
 from fakeface.components.evaluation_report.scoring import ORIGINAL
 
 
-def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
-                columns: Sequence[str], min_real_images: int = 1) -> List[Dict[str, Any]]:
-    """Per source: the notes' per-dataset accuracy in every column, each fake
+def source_rows(predictions: Sequence[Dict[str, Any]], thresholds: Mapping[str, float],
+                min_real_images: int = 1) -> List[Dict[str, Any]]:
+    """Per source: the notes' per-dataset accuracy in every score column, at
+    that column's threshold (`thresholds`: column -> threshold), each fake
     source's AUC and average precision against all real test images, and
     whether a real source is large enough for blessing to check its
     false-positive rate."""
@@ -23,7 +24,7 @@ def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
         label = members[0][features.LABEL]
         row: Dict[str, Any] = {"source": source, "label": features.LABEL_NAMES[label],
                                "generator": members[0][features.GENERATOR], "examples": len(members)}
-        for column in columns:
+        for column, threshold in thresholds.items():
             rates = metrics.rates_at_threshold([p[features.LABEL] for p in members],
                                                [p[column] for p in members], threshold)
             row[f"accuracy_{column}"] = rates["accuracy"]
