@@ -39,7 +39,7 @@ def _ingestion_report(rng, quarantined=3, hostile=""):
     }
 
 
-def _evaluation_report(rng, sources=(("RealA", 0), ("FakeA", 1)), slices=None, hostile=""):
+def _evaluation_report(rng, sources=(("RealA", 0), ("FakeA", 1)), slices=None, hostile="", validation=None):
     predictions = []
     for source, label in sources:
         for _ in range(6):
@@ -52,7 +52,7 @@ def _evaluation_report(rng, sources=(("RealA", 0), ("FakeA", 1)), slices=None, h
         model_uri="/m/1", model_version="1", threshold=0.5, decision={"method": "fixed"}, blessed=False,
         failures=[f"auc is 0.1 on slice source={hostile}"], slices=slices or [], predictions=predictions,
         columns=[scoring.ORIGINAL, scoring.TTA], column_decisions=decisions,
-        settings={"tta_angles": [-15.0, 0.0, 15.0], "min_real_images": 1})
+        settings={"tta_angles": [-15.0, 0.0, 15.0], "min_real_images": 1}, validation=validation)
 
 
 def _style(page_html):
@@ -151,3 +151,19 @@ def test_each_score_column_is_read_at_its_own_threshold():
             assert row[f"accuracy_{column}"] == pytest.approx(expected)
     html = page.render_html(report)
     assert "threshold 0.300000: calibrated on the eval split&#39;s rotation-averaged scores" in html
+
+
+def test_data_validation_warnings_appear_in_both_reports():
+    rng = np.random.default_rng(7)
+    validation = {"fail_on": ["ERROR"], "drift_severity": "WARNING", "blocking": [],
+                  "checked": ["schema: every split", "drift: the train split"],
+                  "warnings": [f"source: expected at most 0.1; found 0.3 {HOSTILE}", "label: found 0.2"]}
+    ingestion = reporting.render("ingestion.html", report=_ingestion_report(rng), validation=validation)
+    evaluation_page = page.render_html(_evaluation_report(rng, validation=validation))
+    for html in (ingestion, evaluation_page):
+        assert html.count('<p class="warn">WARNING: ') == 2
+        assert "found 0.3 &lt;script&gt;" in html and "<li>drift: the train split</li>" in html
+    clean = dict(validation, warnings=[])
+    assert "No anomaly in what was checked." in reporting.render(
+        "ingestion.html", report=_ingestion_report(rng), validation=clean)
+    assert "Data validation" not in reporting.render("ingestion.html", report=_ingestion_report(rng))

@@ -26,6 +26,8 @@ class Report:
     column_decisions: Dict[str, Dict[str, Any]]
     settings: Dict[str, Any]  # the robustness, TTA and blessing settings used
     training_curves_png: Optional[bytes] = None
+    # DataValidation's validation.json: what was checked and what warned.
+    validation: Optional[Dict[str, Any]] = None
 
     # Derived once: the page, the JSON and the CSVs each read them several times.
     @functools.cached_property
