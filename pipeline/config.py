@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, TypeVar
 import yaml
 
 from fakeface import catalog as catalog_lib
-from fakeface import images
+from fakeface import features, images
 from fakeface.components.trainer import backbones
 from fakeface.serving.classify import DEFAULT_TTA_ANGLES
 
@@ -64,6 +64,32 @@ class IngestConfig:
     # The report warns when format, JPEG quality or resolution alone tells
     # real from fake with at least this balanced accuracy.
     shortcut_warning_accuracy: float = 0.9
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+    """What stops a run before Transform (components/data_validation).
+
+    Every anomaly TFDV finds has a severity, ERROR, WARNING or UNKNOWN; those
+    listed in fail_on stop the run, the others are warnings, shown at the end
+    of `fakeface run`, in the ingestion report and in the evaluation report.
+    """
+
+    # TFDV gives ERROR to every schema anomaly: a label outside {0, 1}, an
+    # image format or shot outside the schema's domain, a missing feature.
+    # [] never stops a run, and lists every anomaly as a warning.
+    fail_on: List[str] = dataclasses.field(default_factory=lambda: ["ERROR"])
+    # Drift: TFDV's L-infinity distance, per categorical feature, between the
+    # share of each value in this run's train split and in the train split the
+    # served model was trained on (stored with it when it was pushed), above
+    # which the feature drifted. {} checks no drift. 0.1: a source (or class)
+    # whose share moved by more than ten percentage points.
+    drift_thresholds: Dict[str, float] = dataclasses.field(
+        default_factory=lambda: {features.SOURCE: 0.1, features.LABEL: 0.1})
+    # The severity a drift anomaly gets. WARNING: drift is reported but does
+    # not stop the run, since adding or growing a dataset moves the source mix
+    # on purpose; ERROR stops it under the default fail_on.
+    drift_severity: str = "WARNING"
 
 
 @dataclasses.dataclass
@@ -262,7 +288,8 @@ class KubeflowConfig:
     # StatisticsGen, Transform, Evaluator, EvaluationReport.
     beam_resources: Resources = dataclasses.field(default_factory=lambda: Resources(
         cpu_request="2", cpu_limit="4", memory_request="6Gi", memory_limit="12Gi"))
-    # The small steps: CuratedSchemaGen, ExampleValidator, ServedModel, Pusher.
+    # The small steps: CuratedSchemaGen, ExampleValidator, ServedStatistics,
+    # DistributionValidator, DataValidation, ServedModel, Pusher.
     light_resources: Resources = dataclasses.field(default_factory=lambda: Resources(
         cpu_request="500m", cpu_limit="1", memory_request="1536Mi", memory_limit="3Gi"))
     # The Trainer, sized for the most common GPU node: 8 vCPU and 30 GB with
@@ -324,6 +351,7 @@ class PipelineConfig:
         default_factory=lambda: ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     splits: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     transform: TransformConfig = dataclasses.field(default_factory=TransformConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
@@ -357,6 +385,8 @@ class PipelineConfig:
 
 BASELINES = ("served", "none")
 CODE_SOURCES = ("module_file", "installed")
+# TFDV's anomaly severities (tensorflow_metadata's AnomalyInfo.Severity).
+SEVERITIES = ("ERROR", "WARNING", "UNKNOWN")
 STRATEGIES = ("auto", "mirrored", "default")
 INPUT_POLICIES = ("resize", "crop")
 OPTIMIZERS = ("auto", "sgd", "adam")
@@ -442,6 +472,7 @@ def validate(config: PipelineConfig, where: str = "config") -> None:
     """Raises ConfigError, naming `where` (the file) and the key, at the first unusable knob."""
     _validate_pipeline(config, where)
     _validate_data(config, where)
+    _validate_validation(config.validation, f"{where}: validation")
     _validate_transform(config.transform, f"{where}: transform")
     _validate_trainer(config.trainer, f"{where}: trainer")
     _validate_optimization(config.trainer, f"{where}: trainer")
@@ -492,6 +523,19 @@ def _validate_trainer(trainer: TrainerConfig, where: str) -> None:
         raise ConfigError(f"{where}.early_stopping_patience: must be 0 (off) or more")
     if not all(isinstance(name, str) and name for name in trainer.train_sources):
         raise ConfigError(f"{where}.train_sources: must be a list of catalog source names")
+
+
+def _validate_validation(validation: ValidationConfig, where: str) -> None:
+    for severity in validation.fail_on:
+        _one_of(severity, SEVERITIES, f"{where}.fail_on")
+    _one_of(validation.drift_severity, SEVERITIES, f"{where}.drift_severity")
+    for name, threshold in validation.drift_thresholds.items():
+        # L-infinity compares the shares of values: categorical features only,
+        # which are the ones evaluation slices by.
+        _one_of(name, features.SLICE_FEATURES, f"{where}.drift_thresholds")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise ConfigError(f"{where}.drift_thresholds.{name}: must be a distance above 0 and at most 1, "
+                              f"got {threshold!r}")
 
 
 def _validate_optimization(trainer: TrainerConfig, where: str) -> None:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import html
 import os
 import shutil
 from typing import Dict, List, Sequence, Tuple
 
 from fakeface import catalog as catalog_lib
 from fakeface import features
+from fakeface.components import reporting
 from fakeface.pipeline import config as config_lib
 
 PIPELINE_SUFFIX = "-experiments"
@@ -120,13 +120,5 @@ def write_matrix(rows: List[Dict], names: List[str], out_dir: str) -> None:
     lines += [f"| {r['source']} | {r['label']} | " + " | ".join(cell(r, n) for n in names) + " |" for r in rows]
     with open(os.path.join(out_dir, "matrix.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    header = "".join(f"<th>{html.escape(n)}</th>" for n in names)
-    body = "".join(
-        f"<tr><td>{html.escape(r['source'])}</td><td>{r['label']}</td>"
-        + "".join(f"<td><a href='{html.escape(n)}/report.html'>{html.escape(cell(r, n))}</a></td>" for n in names)
-        + "</tr>" for r in rows)
     with open(os.path.join(out_dir, "matrix.html"), "w", encoding="utf-8") as f:
-        f.write("<!DOCTYPE html><html><head><meta charset='utf-8'><title>fakeface experiment matrix</title>"
-                "<style>td,th{border:1px solid #ccc;padding:3px 8px}table{border-collapse:collapse}</style>"
-                "</head><body><h1>Accuracy per source (detection rate for fakes, 1 - FPR for reals)</h1>"
-                f"<table><tr><th>source</th><th>label</th>{header}</tr>{body}</table></body></html>")
+        f.write(reporting.render("matrix.html", rows=rows, names=names, cell=cell))

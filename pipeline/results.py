@@ -8,7 +8,10 @@ from typing import Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration.portable.mlmd import execution_lib
 
+from fakeface.components.data_validation import executor as validation_executor
+from fakeface.components.data_validation.component import DataValidation, DataValidationArtifact
 from fakeface.components.evaluation_report import executor as report_executor
 from fakeface.components.evaluation_report.component import EvaluationReportArtifact
 
@@ -26,8 +29,14 @@ class RunSummary:
     pushed_destination: Optional[str]
     model_uri: Optional[str]
     ingest_report: Optional[str] = None  # the HTML report of ImageExampleGen
+    # The same report with the data validation in it, which DataValidation writes.
+    validation_report: Optional[str] = None
     report_html: Optional[str] = None  # the EvaluationReport's page
     not_blessed_because: List[str] = dataclasses.field(default_factory=list)
+    # DataValidation's anomalies, one line each: those that stopped the run
+    # before Transform, and those that only warn.
+    validation_blocking: List[str] = dataclasses.field(default_factory=list)
+    validation_warnings: List[str] = dataclasses.field(default_factory=list)
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
@@ -105,6 +114,9 @@ def _summarise(store, run: metadata_store_pb2.Context, pipeline_name: str) -> Ru
     summary = RunSummary(run.name, {}, None, None, None, None, None)
     for node, execution in _node_executions(store, run, pipeline_name):
         summary.executions[node] = _STATE_NAMES.get(execution.last_known_state, "UNKNOWN")
+        if node == DataValidation.__name__ and execution.last_known_state == metadata_store_pb2.Execution.FAILED:
+            result = execution_lib.get_execution_result(execution, ignore_parse_errors=True)
+            summary.validation_blocking = result.result_message.splitlines() if result else []
         for artifact in _outputs(store, execution.id):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
             if type_name == "ModelEvaluation":
@@ -118,6 +130,10 @@ def _summarise(store, run: metadata_store_pb2.Context, pipeline_name: str) -> Ru
                 summary.model_uri = artifact.uri
             elif type_name == "Examples" and node == "ImageExampleGen":
                 summary.ingest_report = _custom(artifact, "ingest_report") or None
+            elif type_name == DataValidationArtifact.TYPE_NAME:
+                summary.validation_report = _custom(artifact, validation_executor.REPORT_HTML_PROPERTY) or None
+                warnings = _custom(artifact, validation_executor.WARNINGS_PROPERTY)
+                summary.validation_warnings = warnings.split("\n") if warnings else []
             elif type_name == EvaluationReportArtifact.TYPE_NAME:
                 summary.report_html = _custom(artifact, report_executor.REPORT_HTML_PROPERTY) or None
                 reasons = _custom(artifact, report_executor.NOT_BLESSED_BECAUSE_PROPERTY)
@@ -170,7 +186,8 @@ def source_table(report_html: str) -> str:
 
 
 def evaluation_inputs(metadata_path: str, evaluation_uri: str) -> Dict[str, Optional[str]]:
-    """The examples, model and blessing of the Evaluator run that wrote `evaluation_uri`."""
+    """The examples, model and blessing of the Evaluator run that wrote `evaluation_uri`, and the
+    data validation its EvaluationReport was given."""
     store = _store(metadata_path)
     uri = evaluation_uri.rstrip("/")
     matches = [a for a in store.get_artifacts_by_uri(uri) or store.get_artifacts_by_uri(uri + "/")]
@@ -179,7 +196,7 @@ def evaluation_inputs(metadata_path: str, evaluation_uri: str) -> Dict[str, Opti
     events = store.get_events_by_artifact_ids([matches[-1].id])
     execution_id = next(e.execution_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT)
     found: Dict[str, Optional[str]] = {"evaluation": matches[-1].uri, "examples": None, "model": None,
-                                       "blessing": None}
+                                       "blessing": None, "validation": None}
     for event in store.get_events_by_execution_ids([execution_id]):
         artifact = store.get_artifacts_by_id([event.artifact_id])[0]
         type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
@@ -191,4 +208,10 @@ def evaluation_inputs(metadata_path: str, evaluation_uri: str) -> Dict[str, Opti
             found["model"] = artifact.uri
         elif not is_input and type_name == "ModelBlessing":
             found["blessing"] = artifact.uri
+    readers = [e.execution_id for e in events if e.type == metadata_store_pb2.Event.INPUT]
+    for event in store.get_events_by_execution_ids(readers) if readers else []:
+        artifact = store.get_artifacts_by_id([event.artifact_id])[0]
+        if (event.type == metadata_store_pb2.Event.INPUT
+                and store.get_artifact_types_by_id([artifact.type_id])[0].name == DataValidationArtifact.TYPE_NAME):
+            found["validation"] = artifact.uri
     return found

@@ -123,6 +123,16 @@ BAD_CONFIGS = [
     ("threshold_negative", "evaluator:\n  decision_threshold: -0.2\n", "evaluator.decision_threshold"),
     ("threshold_above_one", "evaluator:\n  decision_threshold: 1.5\n", "evaluator.decision_threshold"),
     ("invalid_yaml", "trainer:\n  epochs: [3\n", "YAML"),
+    ("unknown_severity", "validation:\n  fail_on: [FATAL]\n", "validation.fail_on"),
+    ("unknown_drift_severity", "validation:\n  drift_severity: error\n", "validation.drift_severity"),
+    ("drift_on_a_non_categorical_feature", "validation:\n  drift_thresholds: {width: 0.1}\n",
+     "validation.drift_thresholds"),
+    ("drift_threshold_above_one", "validation:\n  drift_thresholds: {source: 1.5}\n",
+     "validation.drift_thresholds.source"),
+    ("drift_threshold_not_a_number", "validation:\n  drift_thresholds: {label: high}\n",
+     "validation.drift_thresholds.label"),
+    ("drift_thresholds_not_a_mapping", "validation:\n  drift_thresholds: [source]\n",
+     "validation.drift_thresholds"),
 ]
 
 

@@ -37,12 +37,13 @@ def _report(args: argparse.Namespace) -> int:
     from fakeface.components.evaluation_report import report
 
     started = time.monotonic()
-    model = report.build(found["examples"], found["model"], found["evaluation"], found["blessing"], evaluator)
+    model = report.build(found["examples"], found["model"], found["evaluation"], found["blessing"], evaluator,
+                         found["validation"])
     other = None
     if compared:
         # On the first model's test images, so both see exactly the same ones.
         other = report.build(found["examples"], compared["model"], compared["evaluation"],
-                             compared["blessing"], evaluator)
+                             compared["blessing"], evaluator, found["validation"])
     path = report.write(model, args.out_dir, other)
     print(f"Report on {len(model.predictions)} test images written in {time.monotonic() - started:.1f} s: {path}")
     for failure in model.failures:

@@ -96,13 +96,25 @@ def _captured_run(config, run_id: str, log_path: str) -> None:
             progress.LOGGER.removeHandler(epochs)
 
 
-def _report_failure(failed: _StepFailed, log_path: Optional[str]) -> None:
-    """Raises the one-line error of a failed run, after the end of the failed step's log."""
+def _report_failure(config, run_id: str, failed: _StepFailed, log_path: Optional[str]) -> None:
+    """Raises the one-line error of a failed run, after the end of the failed step's log.
+
+    Blocking data anomalies end a run by design: their lines, recorded in ML
+    Metadata, say why, and the log has nothing to add.
+    """
     from fakeface import catalog as catalog_lib
     from fakeface.pipeline import config as config_lib
+    from fakeface.pipeline import results
 
     if isinstance(failed.error, (catalog_lib.CatalogError, config_lib.ConfigError)):
         raise failed.error from None
+    blocking = results.run_summary(config.metadata_path_resolved, config.pipeline_name, run_id).validation_blocking
+    if blocking:
+        print("\nData validation stopped the run before Transform (validation.fail_on):", file=sys.stderr)
+        for line in blocking:
+            print(f"  {line}", file=sys.stderr)
+        raise WorkFailed(f"data validation found {len(blocking)} blocking anomal{'y' if len(blocking) == 1 else 'ies'}"
+                         + (f"; the whole log: {log_path}" if log_path else "")) from None
     step = failed.step or "the pipeline"
     message = str(failed.error).strip().splitlines()
     reason = f"{step} failed ({type(failed.error).__name__}{': ' + message[0] if message else ''})"
@@ -120,9 +132,11 @@ def _summary(config, run_id: str, elapsed: float) -> None:
     print()
     print(f"Pipeline {config.pipeline_name!r} finished in {elapsed:.0f} s (run {run_id}).")
     if summary.ingest_report:
-        print(f"Ingestion report: {summary.ingest_report}")
+        print(f"Ingestion report: {summary.validation_report or summary.ingest_report}")
         for warning in results.ingest_warnings(summary.ingest_report):
             print(f"WARNING: {warning}", file=sys.stderr)
+    for warning in summary.validation_warnings:
+        print(f"WARNING: data validation: {warning}", file=sys.stderr)
     if summary.report_html:
         print()
         print("Test split, by source:")
@@ -149,7 +163,7 @@ def _run_held(config, verbose: bool) -> int:
         else:
             _captured_run(config, run_id, log_path)
     except _StepFailed as failed:
-        _report_failure(failed, log_path)
+        _report_failure(config, run_id, failed, log_path)
     _summary(config, run_id, time.monotonic() - started)
     return EXIT_OK
 
