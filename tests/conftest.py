@@ -34,10 +34,11 @@ def pipeline_runs(tmp_path_factory):
         "evaluator": {"min_auc": 0.0, "max_auc_drop": 1.0, "max_real_source_fpr": 1.0},
     })
     backbones.ensure_local_backbone(config.trainer.backbone, pipeline.backbone_handle(config))
-    local_runner.run(config)
-    first = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
-    local_runner.run(config)
-    second = results.latest_run(config.metadata_path_resolved, config.pipeline_name)
+    first_id = local_runner.run(config)
+    second_id = local_runner.run(config)
+    # Each run read back by its own id, the first after the second was recorded.
+    first = results.run_summary(config.metadata_path_resolved, config.pipeline_name, first_id)
+    second = results.run_summary(config.metadata_path_resolved, config.pipeline_name, second_id)
     return config, first, second
 
 

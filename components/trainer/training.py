@@ -23,7 +23,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 
-from fakeface import features, metrics
+from fakeface import features, metrics, progress
 from fakeface.components.trainer import inputs, optimization
 from fakeface.components.trainer import model as model_lib
 from fakeface.pipeline import config as config_lib
@@ -182,6 +182,8 @@ def callbacks(fn_args: tfx.components.FnArgs, trainer_config: Dict[str, Any],
         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir),
         tf.keras.callbacks.BackupAndRestore(checkpoints, save_freq=int(trainer_config["checkpoint_every_steps"])),
         tf.keras.callbacks.CSVLogger(history_csv, append=True),
+        tf.keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: progress.epoch_ended(epoch + 1, epochs, logs)),
     ]
     if int(trainer_config["early_stopping_patience"]):
         chosen.append(tf.keras.callbacks.EarlyStopping(

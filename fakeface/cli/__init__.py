@@ -52,7 +52,3 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     return dispatch(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
