@@ -228,7 +228,7 @@ def main(argv=None) -> int:
     files = {size: [sample_data.encode_jpeg(sample_data.render_image(
         sample_data.SOURCES[i % len(sample_data.SOURCES)], i, size, seed=0)) for i in range(args.distinct_images)]
         for size in input_sizes}
-    print(f"Sample JPEGs, mean bytes: " + ", ".join(
+    print("Sample JPEGs, mean bytes: " + ", ".join(
         f"{size} px {np.mean([len(f) for f in encoded]):,.0f}" for size, encoded in files.items()))
     print(f"Load average at start: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="fakeface-bench-") as work_dir:

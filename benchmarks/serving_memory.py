@@ -26,7 +26,6 @@ from k8s/base/deployment.yaml.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re

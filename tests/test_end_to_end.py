@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from fakeface import features, sample_data
 
 pytestmark = pytest.mark.slow
 
-NODES = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform",
-         "Trainer", "ServedModel", "Evaluator", "EvaluationReport", "Pusher"}
+NODES = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "ServedStatistics",
+         "DistributionValidator", "DataValidation", "Transform", "Trainer", "ServedModel", "Evaluator",
+         "EvaluationReport", "Pusher"}
 
 
 def test_every_step_ran_and_is_recorded_in_ml_metadata(pipeline_runs):
@@ -21,6 +23,20 @@ def test_every_step_ran_and_is_recorded_in_ml_metadata(pipeline_runs):
     assert set(first.executions) == NODES
     assert all(state == "COMPLETE" for state in first.executions.values()), first.executions
     assert first.blessed and first.pushed
+
+
+def test_a_schema_conforming_catalog_passes_the_gate_and_its_model_carries_its_statistics(pipeline_runs):
+    from fakeface.components.data_validation import executor as data_validation
+
+    _, first, _ = pipeline_runs
+    assert not first.validation_blocking and not first.validation_warnings
+    validation = data_validation.read_validation(os.path.dirname(first.validation_report))
+    # Nothing was served before the first run: the schema was checked, drift could not be.
+    assert validation["checked"][0].startswith("schema: ") and "drift: not checked" in validation["checked"][1]
+    assert "<h2>Data validation</h2>" in open(first.validation_report, encoding="utf-8").read()
+    # What the next run's drift check compares with.
+    statistics = os.path.join(first.pushed_destination, "assets.extra", "statistics")
+    assert sorted(os.listdir(statistics)) == ["Split-eval", "Split-test", "Split-train"]
 
 
 def test_unchanged_rerun_reuses_every_cached_result(pipeline_runs):

@@ -16,6 +16,7 @@ from typing import Any, Dict
 import tensorflow as tf
 
 from fakeface import features, images
+from fakeface.pipeline import config
 
 
 # The limit ingestion applies (fakeface/images.py): a small file whose header
@@ -214,10 +215,10 @@ def model_images(image_bytes: tf.Tensor, transform_config: Dict[str, Any]):
     whose probabilities the model averages per image (components/trainer/model.py).
     The reasons are [batch] strings, "" for every image decoded.
     """
+    side = config.model_input_size(transform_config)
     if transform_config["input_policy"] == "crop":
-        return decode_and_tile(image_bytes, int(transform_config["crop_size"]),
-                               int(transform_config["crop_tiles_per_side"]))
-    return decode_and_resize(image_bytes, int(transform_config["image_size"]))
+        return decode_and_tile(image_bytes, side, int(transform_config["crop_tiles_per_side"]))
+    return decode_and_resize(image_bytes, side)
 
 
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, Any]:

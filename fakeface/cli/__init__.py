@@ -58,7 +58,3 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("fakeface: interrupted", file=sys.stderr)
         return errors.EXIT_INTERRUPTED
     return dispatch(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
