@@ -177,7 +177,7 @@ def main() -> int:
     print(f"load average before: {os.getloadavg()[0]:.1f}; {os.cpu_count()} cores")
     results = {n: _run_size(workdir, n, args.size, args.epochs) for n in args.images}
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-    print(f"\n| step | " + " | ".join(f"{n} images: peak RSS, wall, images/s" for n in args.images) + " |")
+    print("\n| step | " + " | ".join(f"{n} images: peak RSS, wall, images/s" for n in args.images) + " |")
     print("| --- |" + " --- |" * len(args.images))
     for step in REPORTED:
         cells = []

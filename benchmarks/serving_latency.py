@@ -1,35 +1,37 @@
-"""In-process serving latency and throughput of the exported model, on CPU.
+"""Serving latency and throughput of the pushed model and of a 299 px model, in process, on CPU.
 
-    .venv/bin/python benchmarks/serving_latency.py [--image-size 299] [--input-sizes 300,1024]
+    .venv/bin/python benchmarks/serving_latency.py [--model DIR] [--image-size 299] [--input-sizes 300,1024]
 
-Builds, offline and with the project's own code, a model exported exactly as
-the Trainer exports it (Transform's preprocessing_fn run through
-tensorflow_transform's Beam implementation, the small-cnn backbone loaded
-through hub.KerasLayer, model.build_model, model.serving_signatures), plus one
-extra signature, `forward`, that is the bare forward pass on decoded pixels.
-Weights are untrained: speed does not depend on them.
+Two models: the one the Pusher pushed (the newest version under the config's
+serving model dir, or --model), at its own input size; and a small-cnn at
+--image-size, exported exactly as the Trainer exports it (Transform's
+preprocessing_fn through tensorflow_transform's Beam implementation,
+hub.KerasLayer, model.serving_signatures; untrained weights, which speed does
+not depend on).
 
-Three ways of scoring the same JPEG files with the same model are timed:
+For each, and each size of sample JPEG, one run times side by side, taking
+turns:
 
-* in-graph: `serving_default` on the encoded bytes (decode + resize + forward,
-  all inside the SavedModel; what TF Serving runs);
-* notes: the founding notes' approach: Pillow decodes, NumPy resizes
-  (bilinear), Keras `model.predict` on the same in-memory Keras model;
-* PIL+NumPy, then forward: the notes' preprocessing feeding the `forward`
-  signature, which separates the cost of their preprocessing from that of
-  Keras `predict`'s per-call machinery;
-* forward: the `forward` signature on pixels decoded beforehand, i.e. the
-  model alone. Every row's overhead is measured against it;
-* decode+resize only: the Transform graph alone, the part the in-graph path
-  adds to the forward pass.
+* in-graph: serving_default on the encoded bytes (decode + resize + forward,
+  all inside the SavedModel: what TF Serving runs);
+* REST client + in-graph, gRPC client + in-graph: the client's encoding of the
+  request (serving/client.py's JSON with base64, or its PredictRequest
+  serialized) and then the model: what a caller pays, without the network and
+  without TF Serving's own parsing, which is not measured here;
+* forward only: the Keras model on pixels decoded beforehand, the bare forward
+  pass every other row is compared with;
+* decode+resize only: the Transform graph's part alone.
 
-Reported: latency p50 / p99 at batch size 1 and throughput at batch size 32.
+Reported: latency p50 / p99 at batch 1, images/s at batch 32, each path's
+extra time over the bare forward pass, and the bytes of a request and of its
+answer on the wire for REST and gRPC at batch 1 and 32 (answers encoded here
+as TF Serving lays them out).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import json
 import os
 import sys
 import tempfile
@@ -41,9 +43,10 @@ import fakeface  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from fakeface import features, sample_data  # noqa: E402
+
+BATCH = 32
 
 
 def build_transform_graph(image_size: int, sample: Sequence[bytes], out_dir: str) -> str:
@@ -72,8 +75,8 @@ def build_transform_graph(image_size: int, sample: Sequence[bytes], out_dir: str
     return os.path.join(out_dir, "transform_graph")
 
 
-def export_model(image_size: int, sample: Sequence[bytes], work_dir: str):
-    """(Keras model, exported SavedModel dir) built the way the Trainer builds and exports them."""
+def export_model(image_size: int, sample: Sequence[bytes], work_dir: str) -> str:
+    """A small-cnn SavedModel exported the way the Trainer exports it; returns its folder."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
@@ -85,36 +88,21 @@ def export_model(image_size: int, sample: Sequence[bytes], work_dir: str):
     model = model_lib.build_model(backbones.SMALL_CNN, handle, image_size, trainable=False, dropout=0.0,
                                   optimizer=tf.keras.optimizers.Adam(1e-3))
     signatures = model_lib.serving_signatures(model, tft.TFTransformOutput(transform_dir), 0.5, "benchmark")
-
-    @tf.function(input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32,
-                                                 name=features.IMAGE)])
-    def forward(image):
-        return {features.FAKE_PROBABILITY: tf.reshape(model(image, training=False), [-1])}
-
     export_dir = os.path.join(work_dir, "serving", "1")
-    model.save(export_dir, save_format="tf", signatures={**signatures, "forward": forward.get_concrete_function()})
-    return model, export_dir
+    model.save(export_dir, save_format="tf", signatures=signatures, include_optimizer=False)
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(export_dir, "assets.extra", "training.json"), "w") as f:
+        json.dump({"config": {"transform": {"input_policy": "resize", "image_size": image_size}}}, f)
+    return export_dir
 
 
-def numpy_resize(pixels: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of float [h, w, 3] to [size, size, 3] (half-pixel centres, as tf.image)."""
-    h, w = pixels.shape[:2]
-    ys = np.clip((np.arange(size) + 0.5) * h / size - 0.5, 0, h - 1)
-    xs = np.clip((np.arange(size) + 0.5) * w / size - 0.5, 0, w - 1)
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    top = pixels[y0][:, x0] * (1 - wx) + pixels[y0][:, x1] * wx
-    bottom = pixels[y1][:, x0] * (1 - wx) + pixels[y1][:, x1] * wx
-    return top * (1 - wy) + bottom * wy
+def pushed_model(path: str) -> str:
+    from fakeface.serving import client as client_lib
 
-
-def notes_preprocess(encoded: Sequence[bytes], size: int) -> np.ndarray:
-    batch = []
-    for data in encoded:
-        pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255.0
-        batch.append(numpy_resize(pixels, size))
-    return np.stack(batch).astype(np.float32)
+    try:
+        return client_lib.resolve_model_dir(path)
+    except client_lib.ModelNotFound as e:
+        raise SystemExit(f"serving_latency: {e}. Run `make run` first, or give --model.") from None
 
 
 def interleaved(methods: Dict[str, Callable[[int], object]], repeats: int) -> Dict[str, List[float]]:
@@ -134,67 +122,122 @@ def interleaved(methods: Dict[str, Callable[[int], object]], repeats: int) -> Di
     return durations
 
 
+class ServedModel:
+    """A SavedModel as the benchmark uses it: its signature, its Keras model, its Transform code."""
+
+    def __init__(self, model_dir: str):
+        import tensorflow as tf
+
+        from fakeface.components.trainer import model as model_lib
+        from fakeface.components.transform import preprocessing
+
+        with open(os.path.join(model_dir, "assets.extra", "training.json")) as f:
+            transform_config = json.load(f)["config"]["transform"]
+        self.model_dir = model_dir
+        self.serve = tf.saved_model.load(model_dir).signatures[features.SIGNATURE_BYTES]
+        self.keras = tf.keras.models.load_model(model_dir)
+        self.input_size = int(self.keras.input_shape[1])
+        self.policy = transform_config["input_policy"]
+        # The same code the Transform graph inside the model was built from.
+        self.decode = tf.function(lambda data: preprocessing.model_images(data, transform_config)[0])
+        self.forward = tf.function(lambda images: model_lib.fake_probability(self.keras, images))
+
+
+def wire(model: ServedModel, encoded: Sequence[bytes]) -> Dict[str, int]:
+    """Bytes of the client's requests and of the answers, REST (row format) and gRPC."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    from fakeface.serving import client as client_lib
+
+    outputs = {name: value.numpy() for name, value in model.serve(image_bytes=tf.constant(list(encoded))).items()}
+    rows = [{name: (value[i].decode() if isinstance(value[i], bytes) else value[i].item())
+             for name, value in outputs.items()} for i in range(len(encoded))]
+    answer = predict_pb2.PredictResponse()
+    for name, value in outputs.items():
+        answer.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return {
+        "rest_request": len(json.dumps(client_lib.RestBackend("localhost").request_body(encoded)).encode()),
+        "rest_answer": len(json.dumps({"predictions": rows}).encode()),
+        "grpc_request": client_lib.GrpcBackend("localhost:1").request(encoded).ByteSize(),
+        "grpc_answer": answer.ByteSize(),
+    }
+
+
+def measure(model: ServedModel, files: Dict[int, List[bytes]], latency_runs: int, throughput_runs: int) -> None:
+    import tensorflow as tf
+
+    from fakeface.serving import client as client_lib
+
+    rest = client_lib.RestBackend("localhost")
+    grpc = client_lib.GrpcBackend("localhost:1")
+    print(f"\nModel: {model.model_dir}, {model.input_size} px input ({model.policy}), "
+          f"{model.keras.count_params():,} parameters; TensorFlow {tf.__version__}, {os.cpu_count()} CPU(s)")
+    print(f"{'input':>6} {'path':<34} {'p50 ms':>8} {'p99 ms':>8} {'img/s @32':>10} {'vs forward':>11}")
+    for size, encoded in files.items():
+        batch32 = [encoded[i % len(encoded)] for i in range(BATCH)]
+        decoded = {tuple(b): tf.constant(model.decode(tf.constant(b))) for b in [[e] for e in encoded] + [batch32]}
+
+        def in_graph(b):
+            return model.serve(image_bytes=tf.constant(b))
+
+        methods = {
+            "in-graph decode+resize+forward": in_graph,
+            "REST client encode + in-graph": lambda b: (json.dumps(rest.request_body(b)), in_graph(b)),
+            "gRPC client encode + in-graph": lambda b: (grpc.request(b).SerializeToString(), in_graph(b)),
+            "forward only (pre-decoded)": lambda b: model.forward(decoded[tuple(b)]),
+            "decode+resize only (in graph)": lambda b: model.decode(tf.constant(b)),
+        }
+        latency = interleaved({name: lambda r, run=run: run([encoded[r % len(encoded)]])
+                               for name, run in methods.items()}, latency_runs)
+        throughput = interleaved({name: lambda r, run=run: run(batch32) for name, run in methods.items()},
+                                 throughput_runs)
+        stats = {name: (np.percentile(latency[name], 50) * 1e3, np.percentile(latency[name], 99) * 1e3,
+                        BATCH / np.median(throughput[name])) for name in methods}
+        base_p50, _, base_rate = stats["forward only (pre-decoded)"]
+        for name, (p50, p99, rate) in stats.items():
+            if name == "decode+resize only (in graph)":  # a part, not a whole: its share of forward
+                relative = f"{p50 / base_p50 * 100:.0f}%/{base_rate / rate * 100:.0f}%"
+            else:
+                relative = f"{(p50 / base_p50 - 1) * 100:+.0f}%/{(base_rate / rate - 1) * 100:+.0f}%"
+            print(f"{size:>5}px {name:<34} {p50:8.1f} {p99:8.1f} {rate:10.1f} {relative:>11}")
+        for count, batch in ((1, encoded[:1]), (BATCH, batch32)):
+            sizes = wire(model, batch)
+            print(f"{size:>5}px bytes at batch {count:>2}: REST request {sizes['rest_request']:,}, answer "
+                  f"{sizes['rest_answer']:,}; gRPC request {sizes['grpc_request']:,}, answer {sizes['grpc_answer']:,}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image-size", type=int, default=299, help="model input side (default 299)")
+    parser.add_argument("--model", help="the pushed model: a version folder or the base path of versions "
+                                        "(default: the config's serving model dir)")
+    parser.add_argument("--config", help="YAML config whose serving model dir holds the pushed model")
+    parser.add_argument("--image-size", type=int, default=299, help="input side of the second model (default 299)")
     parser.add_argument("--input-sizes", default="300,1024",
                         help="sides of the JPEG files scored, comma-separated (default 300,1024)")
-    parser.add_argument("--latency-runs", type=int, default=40, help="batch-1 calls per method (default 40)")
-    parser.add_argument("--throughput-runs", type=int, default=6, help="batch-32 calls per method (default 6)")
+    parser.add_argument("--latency-runs", type=int, default=40, help="batch-1 calls per path (default 40)")
+    parser.add_argument("--throughput-runs", type=int, default=6, help="batch-32 calls per path (default 6)")
     parser.add_argument("--distinct-images", type=int, default=8,
                         help="distinct files per input size, cycled to fill a batch (default 8)")
     args = parser.parse_args(argv)
 
-    import tensorflow as tf
+    from fakeface.pipeline import config as config_lib
 
+    pushed = pushed_model(args.model or config_lib.load(args.config).serving_model_dir_path)
     input_sizes = [int(s) for s in args.input_sizes.split(",")]
     files = {size: [sample_data.encode_jpeg(sample_data.render_image(
         sample_data.SOURCES[i % len(sample_data.SOURCES)], i, size, seed=0)) for i in range(args.distinct_images)]
         for size in input_sizes}
-
+    print("Sample JPEGs, mean bytes: " + ", ".join(
+        f"{size} px {np.mean([len(f) for f in encoded]):,.0f}" for size, encoded in files.items()))
+    print(f"Load average at start: {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="fakeface-bench-") as work_dir:
-        keras_model, export_dir = export_model(args.image_size, files[input_sizes[0]][:2], work_dir)
-        loaded = tf.saved_model.load(export_dir)
-        serve, forward = loaded.signatures["serving_default"], loaded.signatures["forward"]
-
-        print(f"\nModel: small-cnn + sigmoid head, {args.image_size} px input, "
-              f"{keras_model.count_params():,} parameters; TensorFlow {tf.__version__}, "
-              f"{os.cpu_count()} CPU(s)")
-        print(f"{'input':>6} {'method':<32} {'p50 ms':>8} {'p99 ms':>8} {'img/s @32':>10} {'vs forward':>11}")
-        for size in input_sizes:
-            encoded = files[size]
-            batch32 = [encoded[i % len(encoded)] for i in range(32)]
-
-            def decode(b):
-                return keras_model.tft_layer({features.IMAGE_BYTES: tf.constant(b)})[features.IMAGE]
-
-            # Pixels for the bare forward pass, decoded beforehand by the model's own graph.
-            decoded = {tuple(b): tf.constant(decode(b)) for b in [[e] for e in encoded] + [batch32]}
-            methods = {
-                "in-graph decode+resize+forward": lambda b: serve(image_bytes=tf.constant(b)),
-                "notes: PIL+NumPy+Keras predict": lambda b: keras_model.predict(
-                    notes_preprocess(b, args.image_size), batch_size=len(b), verbose=0),
-                # Splits the notes' row: its preprocessing, minus Keras predict's per-call cost.
-                "PIL+NumPy, then forward": lambda b: forward(
-                    image=tf.constant(notes_preprocess(b, args.image_size))),
-                "forward only (pre-decoded)": lambda b: forward(image=decoded[tuple(b)]),
-                "decode+resize only (in graph)": decode,
-            }
-            latency = interleaved({name: lambda r, run=run: run([encoded[r % len(encoded)]])
-                                   for name, run in methods.items()}, args.latency_runs)
-            throughput = interleaved({name: lambda r, run=run: run(batch32)
-                                      for name, run in methods.items()}, args.throughput_runs)
-            stats = {name: (np.percentile(latency[name], 50) * 1e3, np.percentile(latency[name], 99) * 1e3,
-                            32 / np.median(throughput[name])) for name in methods}
-            base_p50, _, base_rate = stats["forward only (pre-decoded)"]
-            for name, (p50, p99, rate) in stats.items():
-                if name == "decode+resize only (in graph)":  # a part, not a whole: its share of forward
-                    relative = f"{p50 / base_p50 * 100:.0f}%/{base_rate / rate * 100:.0f}%"
-                else:
-                    relative = f"{(p50 / base_p50 - 1) * 100:+.0f}%/{(base_rate / rate - 1) * 100:+.0f}%"
-                print(f"{size:>5}px {name:<32} {p50:8.1f} {p99:8.1f} {rate:10.1f} {relative:>11}")
-        print("vs forward: time per image relative to the bare forward pass, batch 1 (p50) / batch 32;\n"
-              "extra time for whole paths, share of it for decode+resize alone.")
+        fresh = export_model(args.image_size, files[input_sizes[0]][:2], work_dir)
+        for model_dir in (pushed, fresh):
+            measure(ServedModel(model_dir), files, args.latency_runs, args.throughput_runs)
+    print(f"Load average at end: {os.getloadavg()[0]:.1f}")
+    print("vs forward: time per image relative to the bare forward pass, batch 1 (p50) / batch 32;\n"
+          "extra time for whole paths, share of it for decode+resize alone.")
     return 0
 
 

@@ -10,22 +10,27 @@ A catalog is a YAML file::
         generator: camera              # the generator, or the origin of real photos
         shot: close-up                 # close-up | wide
         limit: 30000                   # optional: take at most this many files
+    experiments:                       # optional: named experiments for `fakeface experiments`,
+      v1: [Gen1, FFHQ_Orig]            # each the datasets it trains on (both classes)
 
 Every image found under a dataset's location becomes one example carrying the
-dataset's name, label, generator and shot.
+dataset's name, label, generator and shot. Unknown keys, at the top or in a
+dataset, are errors, so a typo never silently drops a setting.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
 from fakeface import features
 
 CATALOG_FILE_NAME = "catalog.yaml"
+TOP_LEVEL_KEYS = ("datasets", "experiments")
 LABELS = {"real": features.REAL, "fake": features.FAKE}
 _GLOB_CHARS = "*?["
 
@@ -76,9 +81,23 @@ class Dataset:
 class Catalog:
     path: str
     datasets: Sequence[Dataset]
+    # Experiment name -> the datasets its model trains on.
+    experiments: Mapping[str, Tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"datasets": [d.to_dict() for d in self.datasets]}
+        return {"datasets": [d.to_dict() for d in self.datasets],
+                "experiments": {name: list(sources) for name, sources in self.experiments.items()}}
+
+    def check_experiment(self, name: str, sources: Sequence[str]) -> None:
+        """Raises CatalogError unless `sources` are datasets of this catalog holding both classes."""
+        labels = {d.name: d.label for d in self.datasets}
+        unknown = [s for s in sources if s not in labels]
+        if unknown:
+            raise CatalogError(f"{self.path}: experiment {name!r}: {unknown} are not datasets of the "
+                               f"catalog (it has {list(labels)})")
+        if {labels[s] for s in sources} != set(features.LABEL_NAMES):
+            raise CatalogError(f"{self.path}: experiment {name!r}: {list(sources)} must hold real and "
+                               "fake datasets; a detector needs both classes")
 
 
 def _is_url(location: str) -> bool:
@@ -95,6 +114,9 @@ def parse(data: Any, path: str) -> Catalog:
     """Builds a Catalog from parsed YAML, naming `path` in every error."""
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), list):
         raise CatalogError(f"{path}: expected a mapping with a 'datasets' list")
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise CatalogError(f"{path}: unknown keys {unknown}; known keys are {list(TOP_LEVEL_KEYS)}")
     catalog_dir = os.path.dirname(os.path.abspath(path)) if not _is_url(path) else os.path.dirname(path)
     datasets: List[Dataset] = []
     seen = set()
@@ -135,7 +157,48 @@ def parse(data: Any, path: str) -> Catalog:
     for label, label_name in features.LABEL_NAMES.items():
         if label not in labels:
             raise CatalogError(f"{path}: the catalog has no {label_name} dataset; a detector needs both classes")
-    return Catalog(path=path, datasets=tuple(datasets))
+    catalog = Catalog(path=path, datasets=tuple(datasets))
+    return dataclasses.replace(catalog, experiments=_parse_experiments(data.get("experiments"), catalog))
+
+
+def _parse_experiments(data: Any, catalog: Catalog) -> Dict[str, Tuple[str, ...]]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CatalogError(f"{catalog.path}: experiments: expected a mapping of names to lists of datasets")
+    experiments = {}
+    for name, sources in data.items():
+        if not isinstance(name, str) or not isinstance(sources, list) or not sources or not all(
+                isinstance(s, str) for s in sources):
+            raise CatalogError(f"{catalog.path}: experiments.{name}: expected a non-empty list of dataset "
+                               f"names, got {sources!r}")
+        catalog.check_experiment(name, sources)
+        experiments[name] = tuple(sources)
+    return experiments
+
+
+def check_local_datasets(catalog: Catalog) -> None:
+    """Raises CatalogError if a dataset on a local disk is missing or holds no file.
+
+    A check of seconds at most, before a run starts anything heavy: it stops
+    at each dataset's first file. Datasets in buckets are checked when
+    ingestion lists them, which needs TensorFlow's file systems.
+    """
+    for dataset in catalog.datasets:
+        if _is_url(dataset.location):
+            continue
+        if not dataset.is_glob and not os.path.isdir(dataset.location):
+            raise CatalogError(f"{catalog.path}: dataset {dataset.name!r}: no folder at {dataset.location}")
+        if next(_local_files(dataset), None) is None:
+            raise CatalogError(f"{catalog.path}: dataset {dataset.name!r} has no files at {dataset.location}")
+
+
+def _local_files(dataset: Dataset) -> Iterator[str]:
+    if dataset.is_glob:
+        yield from (path for path in glob.iglob(dataset.location) if not os.path.isdir(path))
+        return
+    for root, _, files in os.walk(dataset.location):
+        yield from (os.path.join(root, name) for name in files)
 
 
 def load(path: str) -> Catalog:

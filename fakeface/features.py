@@ -28,6 +28,9 @@ RELATIVE_PATH = "relative_path"  # path below the dataset's root folder
 # float32 in [0, 1]: [size, size, 3] under the "resize" input policy,
 # [tiles, crop, crop, 3] under "crop".
 IMAGE = "image"
+# Why an image could not be decoded (not an image, over the pixel limit,
+# corrupt); "" for every image that was. Also a serving output.
+IMAGE_ERROR = "image_error"
 
 # Label values.
 REAL = 0
@@ -64,6 +67,12 @@ SERVING_FEATURES = (IMAGE_BYTES,)
 # pixels, scores very differently across their slices.
 SLICE_FEATURES = (SOURCE, SHOT, GENERATOR, LABEL, IMAGE_FORMAT, RESOLUTION_BUCKET)
 
+# Serving signature names: encoded image bytes in; serialized tf.Examples in
+# (TFMA); and the Classify API's (tf.Examples in, classes and scores out).
+SIGNATURE_BYTES = "serving_default"
+SIGNATURE_EXAMPLES = "serving_examples"
+SIGNATURE_CLASSIFY = "serving_classify"
+
 # Serving signature output names.
 FAKE_PROBABILITY = "fake_probability"
 IS_FAKE = "is_fake"
@@ -72,4 +81,9 @@ THRESHOLD = "threshold"
 # lands on 0.5: ranks images exactly as the probability does, and is what
 # the Evaluator's thresholded metrics read, at 0.5.
 DECISION_SCORE = "decision_score"
+# When the model was trained, UTC (e.g. 20261129T123349Z): the model's own id.
 MODEL_VERSION = "model_version"
+# The version number TF Serving serves a model under: the Pusher's, chosen at
+# push time, so the model cannot know it. Clients record it per answer
+# (serving/client.py), beside MODEL_VERSION.
+SERVED_VERSION = "served_version"

@@ -1,9 +1,11 @@
-"""Detection metrics computed directly from scores, for thresholds and reports.
+"""Detection metrics scikit-learn does not have, computed from per-image scores.
 
-The Evaluator (TFMA) measures the sliced metrics a model is blessed on. What
-TFMA cannot slice this way is computed here from per-image scores: a fake
-source's AUC against all real images, ROC curves, and the decision threshold
-that meets a target false-positive rate. Label 1 is fake (the positive class).
+ROC curves, AUC and average precision come from scikit-learn
+(`sklearn.metrics`). What is here is what it lacks: the detection rate at a
+false-positive limit, counts and rates under the serving rule `score >
+threshold`, the threshold that meets a target false-positive rate, and
+calibration bins with their expected calibration error. Label 1 is fake (the
+positive class).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import math
 from typing import Dict, Sequence, Tuple
 
 import numpy as np
+from sklearn import metrics as sk
 
 
 def _arrays(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
@@ -22,59 +25,19 @@ def _arrays(labels: Sequence[int], scores: Sequence[float]) -> Tuple[np.ndarray,
     return y, s
 
 
-def roc_curve(labels, scores) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(false-positive rates, true-positive rates, thresholds), from (0, 0) up.
-
-    A point for every distinct score t, with `score >= t` called fake, as in
-    scikit-learn; the first point's threshold is +inf.
-    """
-    y, s = _arrays(labels, scores)
-    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
-    if not positives or not negatives:
-        raise ValueError("a ROC curve needs both real and fake images")
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    true_positives = np.cumsum(y == 1)[last_of_run]
-    false_positives = np.cumsum(y == 0)[last_of_run]
-    fpr = np.r_[0.0, false_positives / negatives]
-    tpr = np.r_[0.0, true_positives / positives]
-    return fpr, tpr, np.r_[np.inf, s[last_of_run]]
-
-
-def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve; ties count half, as in scikit-learn."""
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapz(tpr, fpr))
-
-
-def average_precision(labels, scores) -> float:
-    """Precision averaged over the recall steps (scikit-learn's definition)."""
-    y, s = _arrays(labels, scores)
-    fpr, tpr, _ = roc_curve(y, s)
-    positives, negatives = int((y == 1).sum()), int((y == 0).sum())
-    true_positives, false_positives = tpr[1:] * positives, fpr[1:] * negatives
-    precision = true_positives / (true_positives + false_positives)
-    return float(np.sum(np.diff(tpr) * precision))
-
-
 def tpr_at_fpr(labels, scores, max_fpr: float) -> float:
     """The highest detection rate whose false-positive rate is at most max_fpr."""
-    fpr, tpr, _ = roc_curve(labels, scores)
+    fpr, tpr, _ = sk.roc_curve(*_arrays(labels, scores))
     return float(tpr[fpr <= max_fpr + 1e-12].max())
 
 
 def rates_at_threshold(labels, scores, threshold: float) -> Dict[str, float]:
-    """Counts and rates when `score > threshold` is called fake (TFMA's and Keras' rule).
+    """Counts and rates when `score > threshold` is called fake (TFMA's, Keras' and serving's rule).
 
     Rates over an empty class are NaN: a real-only slice has no detection rate.
     """
     y, s = _arrays(labels, scores)
-    called_fake = s > threshold
-    tp = int(np.sum(called_fake & (y == 1)))
-    fp = int(np.sum(called_fake & (y == 0)))
-    fn = int(np.sum(~called_fake & (y == 1)))
-    tn = int(np.sum(~called_fake & (y == 0)))
+    tn, fp, fn, tp = (int(n) for n in sk.confusion_matrix(y, (s > threshold).astype(np.int64), labels=[0, 1]).ravel())
 
     def ratio(a: int, b: int) -> float:
         return a / b if b else math.nan
@@ -109,7 +72,11 @@ def threshold_for_fpr(real_scores: Sequence[float], target_fpr: float,
     allowed = int(math.floor(target_fpr * scores.size + 1e-9))
     if allowed >= scores.size:
         return float(np.nextafter(scores[-1], -np.inf))
-    lowest = float(np.float32(scores[allowed]))
+    # In float32, the models' own precision, rounded up: never below the score it must not exceed.
+    lowest = np.float32(scores[allowed])
+    if lowest < scores[allowed]:
+        lowest = np.nextafter(lowest, np.float32(np.inf))
+    lowest = float(lowest)
     everything = np.concatenate([scores, np.asarray(fake_scores, dtype=np.float64).reshape(-1)])
     above = everything[everything > lowest]
     if not np.asarray(fake_scores).size or not above.size:
@@ -128,7 +95,9 @@ def calibration_bins(labels, probabilities, bins: int = 10) -> Dict[str, list]:
     """Reliability diagram data and expected calibration error.
 
     Per equal-width probability bin: images, mean predicted probability and
-    the fraction that is fake. ECE weighs each bin's gap by its share.
+    the fraction that is fake; empty bins are kept (as NaN) so that every
+    report has the same bins. ECE weighs each bin's gap by its share.
+    scikit-learn's calibration_curve drops empty bins and has no ECE.
     """
     y, p = _arrays(labels, probabilities)
     index = np.minimum((p * bins).astype(np.int64), bins - 1)

@@ -87,6 +87,13 @@ SOURCES: Sequence[SampleSource] = (
                  Upsampler("transposed_conv", kernel=_KERNEL_STYLEGAN_CELEBA)),
 )
 SOURCES_BY_NAME: Dict[str, SampleSource] = {s.name: s for s in SOURCES}
+# The founding notes' three models, as catalogs/founding.yaml names them:
+# the sample catalog offers the same experiments on the stand-in sources.
+EXPERIMENTS: Dict[str, Sequence[str]] = {
+    "v1": ("Gen1", "FFHQ_Orig"),  # close-ups only
+    "v2": ("Gen2", "FFHQ_Wide"),  # wide shots only
+    "v3": ("Gen1", "Gen2", "FFHQ_Orig", "FFHQ_Wide"),  # all four
+}
 
 
 def _source_rng(seed: int, source: str, index: int) -> np.random.Generator:
@@ -294,7 +301,10 @@ def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
             os.remove(stale_path)
     catalog_path = os.path.join(out_dir, catalog_lib.CATALOG_FILE_NAME)
     text = "# fakeface dataset catalog for synthetic sample data; see fakeface/catalog.py.\n"
-    text += yaml.safe_dump({"datasets": entries}, sort_keys=False)
+    drawn = {source.name for source in sources}
+    experiments = {name: list(names) for name, names in EXPERIMENTS.items() if drawn.issuperset(names)}
+    text += yaml.safe_dump({"datasets": entries, **({"experiments": experiments} if experiments else {})},
+                           sort_keys=False)
     _write_if_changed(catalog_path, text.encode())
     return catalog_path
 

@@ -24,7 +24,9 @@ from typing import Any, Dict, List, Optional, TypeVar
 
 import yaml
 
-from fakeface import images
+from fakeface import catalog as catalog_lib
+from fakeface import features, images
+from fakeface.components.trainer import backbones
 from fakeface.serving.classify import DEFAULT_TTA_ANGLES
 
 _T = TypeVar("_T")
@@ -32,9 +34,11 @@ _T = TypeVar("_T")
 
 @dataclasses.dataclass
 class SplitConfig:
-    """Hash buckets of the output splits, decided by each image's content hash.
+    """Hash buckets of the output splits, decided by each image's perceptual hash.
 
-    The founding notes hold out 20% for test and split the rest 70/30 into
+    A copy of a picture that keeps its perceptual hash (most re-encoded or
+    resized copies do) lands in the same split, so it cannot leak from train
+    into test. The founding notes hold out 20% for test and split the rest 70/30 into
     train and validation: 56/24/20 of 100 buckets.
     """
 
@@ -67,6 +71,32 @@ class IngestConfig:
     # takes about a second here; a batch of files gets the same limit and is
     # retried file by file when it runs over.
     decode_timeout_seconds: float = 60.0
+
+
+@dataclasses.dataclass
+class ValidationConfig:
+    """What stops a run before Transform (components/data_validation).
+
+    Every anomaly TFDV finds has a severity, ERROR, WARNING or UNKNOWN; those
+    listed in fail_on stop the run, the others are warnings, shown at the end
+    of `fakeface run`, in the ingestion report and in the evaluation report.
+    """
+
+    # TFDV gives ERROR to every schema anomaly: a label outside {0, 1}, an
+    # image format or shot outside the schema's domain, a missing feature.
+    # [] never stops a run, and lists every anomaly as a warning.
+    fail_on: List[str] = dataclasses.field(default_factory=lambda: ["ERROR"])
+    # Drift: TFDV's L-infinity distance, per categorical feature, between the
+    # share of each value in this run's train split and in the train split the
+    # served model was trained on (stored with it when it was pushed), above
+    # which the feature drifted. {} checks no drift. 0.1: a source (or class)
+    # whose share moved by more than ten percentage points.
+    drift_thresholds: Dict[str, float] = dataclasses.field(
+        default_factory=lambda: {features.SOURCE: 0.1, features.LABEL: 0.1})
+    # The severity a drift anomaly gets. WARNING: drift is reported but does
+    # not stop the run, since adding or growing a dataset moves the source mix
+    # on purpose; ERROR stops it under the default fail_on.
+    drift_severity: str = "WARNING"
 
 
 @dataclasses.dataclass
@@ -141,9 +171,7 @@ class TrainerConfig:
     # the best weights; 0 trains every epoch. Off by default: on the sample
     # data validation AUC reaches 1.0 within a few epochs, and the earliest
     # such epoch, which early stopping keeps, separates real from fake with
-    # less margin. Measured over two runs each: with patience 5, 0% and 13%
-    # of CelebA's test images were called fake (the second not blessed);
-    # trained for every epoch, 7% both times.
+    # less margin, enough to miss max_real_source_fpr (docs/measurements.md).
     early_stopping_patience: int = 0
     # Weigh the classes inversely to their share of the training split.
     class_weights: bool = True
@@ -176,8 +204,19 @@ class TrainerConfig:
     augment_blur_sigma_max: float = 3.0
     augment_jpeg_quality_min: int = 30
     augment_jpeg_quality_max: int = 100
-    # Seed for weight initialisation and augmentation, for repeatable runs.
+    # Seed for weight initialisation, shuffling and augmentation. Together with
+    # TensorFlow's op determinism, the same seed, examples and config give the
+    # same model, bit for bit, as far as docs/training.md says.
     seed: int = 0
+    # Memory, in MiB, for the train and eval splits' images decoded once by
+    # the Transform graph (float32, side x side x 3 x 4 bytes each: about
+    # 4,000 images at 299 px, 87,000 at 64 px) and kept for every epoch,
+    # under the "resize" input policy. Held in content-hash order, so that the
+    # model does not depend on the order of the examples on disk. When the two
+    # splits together need more, or under "crop", they are decoded again
+    # every epoch, in the order on disk. Filling the cache takes up to twice
+    # this for a moment. 0 turns the cache off.
+    input_cache_mb: int = 4096
     # Train (and validate) on these catalog sources only; empty takes all. The
     # test split always holds every source, so the Evaluator and the report
     # show how the model does on sources it never saw (`fakeface experiments`).
@@ -255,9 +294,9 @@ class KubeflowConfig:
     # the model-store volume (serving_pvc).
     serving_model_dir: str = "gs://YOUR_BUCKET/fakeface/serving/fakeface"
     # A PersistentVolumeClaim mounted at serving_pvc_mount_path into the steps
-    # that read or write serving_model_dir (ServedModel, Pusher), for clusters
-    # without a bucket: k8s/overlays/kind's model store, "fakeface-models",
-    # with serving_model_dir /models/fakeface. Empty: no volume.
+    # that read or write serving_model_dir (ServedModel, EvaluationReport,
+    # Pusher), for clusters without a bucket: k8s/overlays/kind's model store,
+    # "fakeface-models", with serving_model_dir /models/fakeface. Empty: no volume.
     serving_pvc: str = ""
     serving_pvc_mount_path: str = "/models"
     # The Kubernetes service account of the runs' pods (k8s/base; on GKE bound
@@ -267,7 +306,8 @@ class KubeflowConfig:
     # StatisticsGen, Transform, Evaluator, EvaluationReport.
     beam_resources: Resources = dataclasses.field(default_factory=lambda: Resources(
         cpu_request="2", cpu_limit="4", memory_request="6Gi", memory_limit="12Gi"))
-    # The small steps: CuratedSchemaGen, ExampleValidator, ServedModel, Pusher.
+    # The small steps: CuratedSchemaGen, ExampleValidator, ServedStatistics,
+    # DistributionValidator, DataValidation, ServedModel, Pusher.
     light_resources: Resources = dataclasses.field(default_factory=lambda: Resources(
         cpu_request="500m", cpu_limit="1", memory_request="1536Mi", memory_limit="3Gi"))
     # The Trainer, sized for the most common GPU node: 8 vCPU and 30 GB with
@@ -329,6 +369,7 @@ class PipelineConfig:
         default_factory=lambda: ["--direct_running_mode=in_memory", "--direct_num_workers=1"])
     splits: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     transform: TransformConfig = dataclasses.field(default_factory=TransformConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
@@ -361,6 +402,9 @@ class PipelineConfig:
 
 
 BASELINES = ("served", "none")
+CODE_SOURCES = ("module_file", "installed")
+# TFDV's anomaly severities (tensorflow_metadata's AnomalyInfo.Severity).
+SEVERITIES = ("ERROR", "WARNING", "UNKNOWN")
 STRATEGIES = ("auto", "mirrored", "default")
 INPUT_POLICIES = ("resize", "crop")
 OPTIMIZERS = ("auto", "sgd", "adam")
@@ -369,29 +413,47 @@ MIXED_PRECISION = ("auto", "on", "off")
 XCEPTION_MIN_SIDE = 71
 
 
+def model_input_size(transform: Dict[str, Any]) -> int:
+    """The side of the square images the model takes: crop_size under "crop", else image_size.
+
+    `transform` is the transform section as a mapping, as Transform and the
+    Trainer receive it in their custom_config.
+    """
+    if transform["input_policy"] == "crop":
+        return int(transform["crop_size"])
+    return int(transform["image_size"])
+
+
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 
-def _build(default: _T, data: Dict[str, Any], where: str) -> _T:
-    """`default` with the keys of `data` replaced, each checked against the default's type."""
+def _build(default: _T, data: Dict[str, Any], where: str, section: str = "") -> _T:
+    """`default` with the keys of `data` replaced, each checked against the default's type.
+
+    Errors name the file `where` and the key within its section ("trainer.epochs").
+    """
+    prefix = f"{section}." if section else ""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where}: {section or 'the top level'}: expected a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(default)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(f"{prefix}{name}" for name in set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; known keys are {sorted(fields)}")
+        raise ConfigError(f"{where}: unknown keys {unknown}; known keys{' of ' + section if section else ''} "
+                          f"are {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
         current = getattr(default, name)
         if dataclasses.is_dataclass(current):
-            kwargs[name] = _build(current, value, f"{where}.{name}")
+            kwargs[name] = _build(current, value, where, prefix + name)
             continue
         expected = type(current)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}.{name}: expected {fields[name].type}, got {value!r}")
+            # YAML 1.1 reads on, off, yes and no as booleans.
+            hint = "; quote it, as in \"on\"" if expected is str and isinstance(value, bool) else ""
+            raise ConfigError(f"{where}: {prefix}{name}: expected {fields[name].type}, got {value!r}{hint}")
         kwargs[name] = value
     return dataclasses.replace(default, **kwargs)
 
@@ -436,97 +498,151 @@ def _one_of(value: str, allowed, key: str) -> None:
 
 
 def validate(config: PipelineConfig, where: str = "config") -> None:
+    """Raises ConfigError, naming `where` (the file) and the key, at the first unusable knob."""
+    _validate_pipeline(config, where)
+    _validate_data(config, where)
+    _validate_validation(config.validation, f"{where}: validation")
+    _validate_transform(config.transform, f"{where}: transform")
+    _validate_trainer(config.trainer, f"{where}: trainer")
+    _validate_optimization(config.trainer, f"{where}: trainer")
+    _validate_augmentation(config.trainer, f"{where}: trainer")
+    _validate_backbone_input(config, where)
+    _validate_evaluator(config.evaluator, f"{where}: evaluator")
+
+
+def _validate_pipeline(config: PipelineConfig, where: str) -> None:
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", config.pipeline_name):
-        raise ConfigError(f"{where}.pipeline_name: {config.pipeline_name!r} must match "
+        raise ConfigError(f"{where}: pipeline_name: {config.pipeline_name!r} must match "
                           "[a-z0-9][a-z0-9-]{0,127} (Kubeflow's rule)")
     if not all(isinstance(arg, str) for arg in config.beam_pipeline_args):
-        raise ConfigError(f"{where}.beam_pipeline_args: must be a list of strings")
-    _one_of(config.evaluator.baseline, BASELINES, f"{where}.evaluator.baseline")
-    if config.code_source not in ("module_file", "installed"):
-        raise ConfigError(f"{where}.code_source: must be 'module_file' or 'installed', "
-                          f"got {config.code_source!r}")
+        raise ConfigError(f"{where}: beam_pipeline_args: must be a list of strings")
+    _one_of(config.code_source, CODE_SOURCES, f"{where}: code_source")
+
+
+def _validate_data(config: PipelineConfig, where: str) -> None:
     for name in ("train", "eval", "test"):
         if getattr(config.splits, name) <= 0:
-            raise ConfigError(f"{where}.splits.{name}: must be a positive number of buckets")
+            raise ConfigError(f"{where}: splits.{name}: must be a positive number of buckets")
     if not 0 <= config.ingest.reencode_jpeg_quality <= 100:
-        raise ConfigError(f"{where}.ingest.reencode_jpeg_quality: must be 0 (keep the original "
+        raise ConfigError(f"{where}: ingest.reencode_jpeg_quality: must be 0 (keep the original "
                           "bytes) or a JPEG quality from 1 to 100")
     if config.ingest.min_side < 1 or config.ingest.max_pixels < config.ingest.min_side ** 2:
-        raise ConfigError(f"{where}.ingest: min_side must be at least 1 and max_pixels at least min_side squared")
+        raise ConfigError(f"{where}: ingest: min_side must be at least 1 and max_pixels at least min_side squared")
     if config.ingest.max_pixels > images.DEFAULT_MAX_PIXELS:
-        raise ConfigError(f"{where}.ingest.max_pixels: at most {images.DEFAULT_MAX_PIXELS}, the limit of the "
+        raise ConfigError(f"{where}: ingest.max_pixels: at most {images.DEFAULT_MAX_PIXELS}, the limit of the "
                           "model's decoder, which would refuse larger images at serving")
     if config.ingest.decode_timeout_seconds <= 0:
-        raise ConfigError(f"{where}.ingest.decode_timeout_seconds: must be positive")
-    if config.transform.image_size < 16:
-        raise ConfigError(f"{where}.transform.image_size: must be at least 16 pixels")
-    _one_of(config.transform.input_policy, INPUT_POLICIES, f"{where}.transform.input_policy")
-    if config.transform.crop_size < 16 or config.transform.crop_tiles_per_side < 1:
-        raise ConfigError(f"{where}.transform: crop_size must be at least 16 pixels and "
+        raise ConfigError(f"{where}: ingest.decode_timeout_seconds: must be positive")
+
+
+def _validate_transform(transform: TransformConfig, where: str) -> None:
+    if transform.image_size < 16:
+        raise ConfigError(f"{where}.image_size: must be at least 16 pixels")
+    _one_of(transform.input_policy, INPUT_POLICIES, f"{where}.input_policy")
+    if transform.crop_size < 16 or transform.crop_tiles_per_side < 1:
+        raise ConfigError(f"{where}: crop_size must be at least 16 pixels and "
                           "crop_tiles_per_side at least 1")
-    if config.trainer.batch_size < 1 or config.trainer.epochs < 1:
-        raise ConfigError(f"{where}.trainer: batch_size and epochs must be at least 1")
-    _one_of(config.trainer.strategy, STRATEGIES, f"{where}.trainer.strategy")
-    if config.trainer.learning_rate_batch_size < 1 or config.trainer.checkpoint_every_steps < 1:
-        raise ConfigError(f"{where}.trainer: learning_rate_batch_size and checkpoint_every_steps "
+
+
+def _validate_trainer(trainer: TrainerConfig, where: str) -> None:
+    _one_of(trainer.backbone, backbones.BACKBONES, f"{where}.backbone")
+    if trainer.batch_size < 1 or trainer.epochs < 1:
+        raise ConfigError(f"{where}: batch_size and epochs must be at least 1")
+    _one_of(trainer.strategy, STRATEGIES, f"{where}.strategy")
+    _one_of(trainer.mixed_precision, MIXED_PRECISION, f"{where}.mixed_precision")
+    if trainer.learning_rate_batch_size < 1 or trainer.checkpoint_every_steps < 1:
+        raise ConfigError(f"{where}: learning_rate_batch_size and checkpoint_every_steps "
                           "must be at least 1")
-    trainer = config.trainer
-    if not (0 <= trainer.augment_rotation_degrees <= 180 and 0 <= trainer.augment_shift < 1
-            and 0 <= trainer.augment_zoom < 1):
-        raise ConfigError(f"{where}.trainer.augment_*: rotation must be 0-180 degrees, shift and zoom "
-                          "fractions in [0, 1)")
-    _validate_optimization(trainer, where)
-    model_side = (config.transform.crop_size if config.transform.input_policy == "crop"
-                  else config.transform.image_size)
-    if trainer.backbone == "xception" and model_side < XCEPTION_MIN_SIDE:
-        raise ConfigError(f"{where}.transform: xception takes images of at least {XCEPTION_MIN_SIDE} px; "
-                          f"the model input is {model_side} px")
-    # The blur kernel reaches 3 sigma and mirrors at the borders, which needs
-    # the smallest model input (16 px) to be wider than that reach.
-    if not (0.0 <= trainer.augment_blur_jpeg_probability <= 1.0 and 0 <= trainer.augment_blur_sigma_max <= 5
-            and 1 <= trainer.augment_jpeg_quality_min <= trainer.augment_jpeg_quality_max <= 100):
-        raise ConfigError(f"{where}.trainer.augment_blur_jpeg_*: probability must be in [0, 1], "
-                          "blur sigma from 0 to 5, and 1 <= jpeg_quality_min <= jpeg_quality_max <= 100")
-    if config.trainer.early_stopping_patience < 0:
-        raise ConfigError(f"{where}.trainer.early_stopping_patience: must be 0 (off) or more")
-    evaluator = config.evaluator
-    if not 0.0 < evaluator.decision_threshold < 1.0:
-        raise ConfigError(f"{where}.evaluator.decision_threshold: must be between 0 and 1")
-    if not 0.0 <= evaluator.target_fpr < 1.0:
-        raise ConfigError(f"{where}.evaluator.target_fpr: must be at least 0 and below 1")
-    if evaluator.min_real_images < 1:
-        raise ConfigError(f"{where}.evaluator.min_real_images: must be at least 1")
-    for name in ("min_auc", "max_real_source_fpr"):
-        if not 0.0 <= getattr(evaluator, name) <= 1.0:
-            raise ConfigError(f"{where}.evaluator.{name}: must be between 0 and 1")
-    quality = evaluator.robustness_jpeg_quality
-    if quality and not (len(quality) == 2 and all(isinstance(q, int) for q in quality)
-                        and 1 <= quality[0] <= quality[1] <= 100):
-        raise ConfigError(f"{where}.evaluator.robustness_jpeg_quality: must be [] or [low, high] "
-                          f"JPEG qualities with 1 <= low <= high <= 100, got {quality!r}")
-    if not 0.0 <= evaluator.robustness_scale < 1.0:
-        raise ConfigError(f"{where}.evaluator.robustness_scale: must be 0 (off) or a factor below 1")
-    if not all(isinstance(a, (int, float)) and -180 <= a <= 180 for a in evaluator.tta_angles):
-        raise ConfigError(f"{where}.evaluator.tta_angles: must be a list of angles in degrees, -180 to 180")
-    if not all(isinstance(name, str) and name for name in config.trainer.train_sources):
-        raise ConfigError(f"{where}.trainer.train_sources: must be a list of catalog source names")
+    if trainer.input_cache_mb < 0:
+        raise ConfigError(f"{where}.input_cache_mb: must be 0 (no cache) or more MiB")
+    if trainer.early_stopping_patience < 0:
+        raise ConfigError(f"{where}.early_stopping_patience: must be 0 (off) or more")
+    if not all(isinstance(name, str) and name for name in trainer.train_sources):
+        raise ConfigError(f"{where}.train_sources: must be a list of catalog source names")
+
+
+def _validate_validation(validation: ValidationConfig, where: str) -> None:
+    for severity in validation.fail_on:
+        _one_of(severity, SEVERITIES, f"{where}.fail_on")
+    _one_of(validation.drift_severity, SEVERITIES, f"{where}.drift_severity")
+    for name, threshold in validation.drift_thresholds.items():
+        # L-infinity compares the shares of values: categorical features only,
+        # which are the ones evaluation slices by.
+        _one_of(name, features.SLICE_FEATURES, f"{where}.drift_thresholds")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise ConfigError(f"{where}.drift_thresholds.{name}: must be a distance above 0 and at most 1, "
+                              f"got {threshold!r}")
 
 
 def _validate_optimization(trainer: TrainerConfig, where: str) -> None:
-    _one_of(trainer.optimizer, OPTIMIZERS, f"{where}.trainer.optimizer")
-    _one_of(trainer.mixed_precision, MIXED_PRECISION, f"{where}.trainer.mixed_precision")
+    _one_of(trainer.optimizer, OPTIMIZERS, f"{where}.optimizer")
     if trainer.learning_rate <= 0:
-        raise ConfigError(f"{where}.trainer.learning_rate: must be positive")
+        raise ConfigError(f"{where}.learning_rate: must be positive")
     if not 0 <= trainer.learning_rate_final <= trainer.learning_rate:
-        raise ConfigError(f"{where}.trainer.learning_rate_final: must be 0 (constant rate) or a rate "
+        raise ConfigError(f"{where}.learning_rate_final: must be 0 (constant rate) or a rate "
                           f"no higher than learning_rate, got {trainer.learning_rate_final!r}")
     boundaries = trainer.decay_boundaries
     if (not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 < b < 1 for b in boundaries)
             or list(boundaries) != sorted(set(boundaries))):
-        raise ConfigError(f"{where}.trainer.decay_boundaries: must be increasing fractions of the run "
+        raise ConfigError(f"{where}.decay_boundaries: must be increasing fractions of the run "
                           f"between 0 and 1, got {boundaries!r}")
     if trainer.warmup_steps < 0:
-        raise ConfigError(f"{where}.trainer.warmup_steps: must be 0 (no warm-up) or more")
+        raise ConfigError(f"{where}.warmup_steps: must be 0 (no warm-up) or more")
+
+
+def _validate_augmentation(trainer: TrainerConfig, where: str) -> None:
+    if not (0 <= trainer.augment_rotation_degrees <= 180 and 0 <= trainer.augment_shift < 1
+            and 0 <= trainer.augment_zoom < 1):
+        raise ConfigError(f"{where}.augment_*: rotation must be 0-180 degrees, shift and zoom "
+                          "fractions in [0, 1)")
+    # The blur kernel reaches 3 sigma and mirrors at the borders, which needs
+    # the smallest model input (16 px) to be wider than that reach.
+    if not (0.0 <= trainer.augment_blur_jpeg_probability <= 1.0 and 0 <= trainer.augment_blur_sigma_max <= 5
+            and 1 <= trainer.augment_jpeg_quality_min <= trainer.augment_jpeg_quality_max <= 100):
+        raise ConfigError(f"{where}.augment_blur_jpeg_*: probability must be in [0, 1], "
+                          "blur sigma from 0 to 5, and 1 <= jpeg_quality_min <= jpeg_quality_max <= 100")
+
+
+def _validate_backbone_input(config: PipelineConfig, where: str) -> None:
+    model_side = model_input_size(dataclasses.asdict(config.transform))
+    if config.trainer.backbone == "xception" and model_side < XCEPTION_MIN_SIDE:
+        raise ConfigError(f"{where}: transform: xception takes images of at least {XCEPTION_MIN_SIDE} px; "
+                          f"the model input is {model_side} px")
+
+
+def _validate_evaluator(evaluator: EvaluatorConfig, where: str) -> None:
+    _one_of(evaluator.baseline, BASELINES, f"{where}.baseline")
+    if not 0.0 < evaluator.decision_threshold < 1.0:
+        raise ConfigError(f"{where}.decision_threshold: must be between 0 and 1")
+    if not 0.0 <= evaluator.target_fpr < 1.0:
+        raise ConfigError(f"{where}.target_fpr: must be at least 0 and below 1")
+    if evaluator.min_real_images < 1:
+        raise ConfigError(f"{where}.min_real_images: must be at least 1")
+    for name in ("min_auc", "max_real_source_fpr"):
+        if not 0.0 <= getattr(evaluator, name) <= 1.0:
+            raise ConfigError(f"{where}.{name}: must be between 0 and 1")
+    quality = evaluator.robustness_jpeg_quality
+    if quality and not (len(quality) == 2 and all(isinstance(q, int) for q in quality)
+                        and 1 <= quality[0] <= quality[1] <= 100):
+        raise ConfigError(f"{where}.robustness_jpeg_quality: must be [] or [low, high] "
+                          f"JPEG qualities with 1 <= low <= high <= 100, got {quality!r}")
+    if not 0.0 <= evaluator.robustness_scale < 1.0:
+        raise ConfigError(f"{where}.robustness_scale: must be 0 (off) or a factor below 1")
+    if not all(isinstance(a, (int, float)) and -180 <= a <= 180 for a in evaluator.tta_angles):
+        raise ConfigError(f"{where}.tta_angles: must be a list of angles in degrees, -180 to 180")
+
+
+def check_train_sources(config: PipelineConfig, catalog: catalog_lib.Catalog, where: str = "config") -> None:
+    """`trainer.train_sources` names datasets of `catalog`, of both classes, or none (all of them)."""
+    labels = {d.name: d.label_name for d in catalog.datasets}
+    sources = config.trainer.train_sources
+    unknown = sorted(set(sources) - set(labels))
+    if unknown:
+        raise ConfigError(f"{where}: trainer.train_sources: {unknown} are not datasets of the catalog "
+                          f"{catalog.path} (it has {list(labels)})")
+    if sources and len({labels[s] for s in sources}) < 2:
+        raise ConfigError(f"{where}: trainer.train_sources: {sources} are all {labels[sources[0]]}; "
+                          "a detector needs real and fake datasets to train on")
 
 
 def to_dict(config: PipelineConfig) -> Dict[str, Any]:

@@ -46,6 +46,12 @@ AUC = "auc"
 AVERAGE_PRECISION = "average_precision"
 TPR_AT_1PCT_FPR = "tpr_at_1pct_fpr"
 CALIBRATION = "calibration"  # mean probability over mean label; 1 is calibrated
+MEAN_LABEL = "mean_label"  # the share of fakes: 0 in a real-only slice, 1 in a fake-only one
+# What a slice of one class cannot measure, which TFMA reports as 0: ranking
+# and precision need both classes, and a rate over the missing class is 0/0.
+UNDEFINED_WITHOUT_FAKES = (AUC, AVERAGE_PRECISION, TPR_AT_1PCT_FPR, PRECISION, RECALL, CALIBRATION)
+UNDEFINED_WITHOUT_REALS = (AUC, AVERAGE_PRECISION, TPR_AT_1PCT_FPR, PRECISION, FALSE_POSITIVE_RATE,
+                           CHECKED_FALSE_POSITIVE_RATE)
 THRESHOLD = 0.5  # on the decision score: the shipped threshold
 
 # Source x shot shows whether a detector trained on close-ups copes with wide shots.
@@ -124,6 +130,7 @@ def build_eval_config(evaluator: config_lib.EvaluatorConfig) -> tfma.EvalConfig:
         metrics_specs=[
             tfma.MetricsSpec(output_names=[DECISION], metrics=[
                 _metric("ExampleCount", EXAMPLE_COUNT),
+                _metric("MeanLabel", MEAN_LABEL),
                 _metric("BinaryAccuracy", ACCURACY, threshold=THRESHOLD),
                 _metric("Precision", PRECISION, thresholds=[THRESHOLD]),
                 _metric("Recall", RECALL, thresholds=[THRESHOLD]),

@@ -29,13 +29,15 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 import fakeface  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from fakeface.components.data_validation.component import DataValidationArtifact
 from fakeface.components.evaluation_report.component import EvaluationReportArtifact
 
 COMMAND = ["python", "-m", "fakeface.pipeline.kfp_entrypoint"]
 INVOCATION_FLAG = "--json_serialized_invocation_args"
 INPUTS_SPEC_FLAG = "--json_serialized_inputs_spec_args"
 # Custom artifact types, by type name, to their import paths.
-CUSTOM_TYPES = {cls.TYPE_NAME: f"{cls.__module__}.{cls.__qualname__}" for cls in (EvaluationReportArtifact,)}
+CUSTOM_TYPES = {cls.TYPE_NAME: f"{cls.__module__}.{cls.__qualname__}"
+                for cls in (EvaluationReportArtifact, DataValidationArtifact)}
 
 
 def _importable(kind: Mapping[str, Any]) -> Dict[str, Any]:

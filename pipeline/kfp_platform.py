@@ -174,8 +174,16 @@ def restore_resources(pipeline_spec: Dict[str, Any], task_name: str, resources: 
     return True
 
 
+def check_output_path(path: str) -> None:
+    """Raises PlatformSpecError unless `path`'s suffix names a format `write` writes."""
+    if not path.endswith(YAML_SUFFIXES + (JSON_SUFFIX,)):
+        raise PlatformSpecError(f"{path}: the output must end with .yaml or .yml (Kubeflow Pipelines) "
+                                "or .json (Vertex AI PipelineJob)")
+
+
 def write(path: str, pipeline_job: Mapping[str, Any], platform_spec: Optional[Mapping[str, Any]]) -> str:
     """Writes the compiled pipeline in the format `path`'s suffix selects; returns the format."""
+    check_output_path(path)
     if path.endswith(YAML_SUFFIXES):
         documents: List[Any] = [pipeline_job["pipelineSpec"]]
         if platform_spec:
@@ -184,12 +192,9 @@ def write(path: str, pipeline_job: Mapping[str, Any], platform_spec: Optional[Ma
                 "# Compiled by `fakeface compile`: PipelineSpec, then the Kubernetes PlatformSpec.\n"
                 + yaml.safe_dump_all(documents, sort_keys=True))
         fmt = "kfp-yaml"
-    elif path.endswith(JSON_SUFFIX):
+    else:
         text = json.dumps(pipeline_job, sort_keys=True, indent=2) + "\n"
         fmt = "pipeline-job-json"
-    else:
-        raise PlatformSpecError(f"{path}: the output must end with .yaml or .yml (Kubeflow Pipelines) "
-                                "or .json (Vertex AI PipelineJob)")
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp"

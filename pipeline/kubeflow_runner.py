@@ -23,7 +23,9 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner, pipeline_build
 from fakeface import catalog as catalog_lib
 from fakeface.components.evaluation_report.component import EvaluationReport
 from fakeface.components.image_example_gen.component import ImageExampleGen
+from fakeface.components.pusher.component import Pusher
 from fakeface.components.served_model.component import ServedModel
+from fakeface.components.served_statistics.component import ServedStatistics
 from fakeface.pipeline import config as config_lib
 from fakeface.pipeline import kfp_entrypoint, kfp_platform, pipeline
 
@@ -33,7 +35,7 @@ ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.
 BEAM_STEPS = (ImageExampleGen, tfx.components.StatisticsGen, tfx.components.Transform,
               tfx.components.Evaluator, EvaluationReport)
 # The steps that read or write serving_model_dir, and so mount kubeflow.serving_pvc.
-SERVING_DIR_STEPS = (ServedModel, tfx.components.Pusher)
+SERVING_DIR_STEPS = (ServedModel, ServedStatistics, EvaluationReport, Pusher)
 # Argo doubles the Trainer's retry backoff each time, up to an hour (KFP's own cap).
 RETRY_BACKOFF_FACTOR = 2
 RETRY_BACKOFF_MAX_SECONDS = 3600

@@ -1,6 +1,7 @@
 """create_pipeline(): the one definition of the fakeface TFX pipeline.
 
-ImageExampleGen -> StatisticsGen -> CuratedSchemaGen -> ExampleValidator
+ImageExampleGen -> CuratedSchemaGen -> StatisticsGen -> ExampleValidator
+               -> ServedStatistics -> DistributionValidator -> DataValidation (the gate)
                -> Transform -> Trainer -> ServedModel -> Evaluator
                -> EvaluationReport, Pusher (only a blessed model)
 
@@ -18,10 +19,14 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from fakeface.components.curated_schema.component import CuratedSchemaGen
+from fakeface.components.data_validation.component import DataValidation
+from fakeface.components.distribution_validator.component import SPLIT_PAIRS, DistributionValidator, drift_config
 from fakeface.components.evaluation_report.component import EvaluationReport
 from fakeface.components.evaluator.component import Evaluator
 from fakeface.components.image_example_gen.component import ImageExampleGen
+from fakeface.components.pusher.component import Pusher
 from fakeface.components.served_model.component import ServedModel
+from fakeface.components.served_statistics.component import ServedStatistics
 from fakeface.components.trainer import backbones
 from fakeface.pipeline import config as config_lib
 from fakeface.pipeline import evaluation
@@ -75,10 +80,27 @@ def create_pipeline(
                        "test": config.splits.test},
         ingest_options=dataclasses.asdict(config.ingest))
 
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = CuratedSchemaGen()
+    # With the schema, categorical integers (the label) get value counts, which drift is measured on.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"])
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    serving_model_dir = _absolute(config.serving_model_dir_path)
+    drift_nodes, drift_input = [], None
+    if config.validation.drift_thresholds:
+        served_statistics = ServedStatistics(
+            statistics=statistics_gen.outputs["statistics"], serving_model_dir=serving_model_dir)
+        distribution_validator = DistributionValidator(
+            statistics=statistics_gen.outputs["statistics"],
+            baseline_statistics=served_statistics.outputs["served_statistics"],
+            config=drift_config(config.validation.drift_thresholds), include_split_pairs=SPLIT_PAIRS)
+        drift_nodes = [served_statistics, distribution_validator]
+        drift_input = distribution_validator.outputs["anomalies"]
+    data_validation = DataValidation(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        schema_anomalies=example_validator.outputs["anomalies"], drift_anomalies=drift_input,
+        fail_on=config.validation.fail_on, drift_severity=config.validation.drift_severity)
 
     transform_config = dataclasses.asdict(config.transform)
     trainer_config = trainer_custom_config(config)
@@ -99,6 +121,8 @@ def create_pipeline(
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=[]),
         custom_config=transform_config,
         **transform_code)
+    # The gate: blocking anomalies stop the run here, on every runner.
+    transform.add_upstream_node(data_validation)
 
     trainer = tfx.components.Trainer(
         examples=example_gen.outputs["examples"],
@@ -109,7 +133,6 @@ def create_pipeline(
         custom_config=trainer_config,
         **trainer_code)
 
-    serving_model_dir = _absolute(config.serving_model_dir_path)
     baseline_nodes, baseline_input = [], {}
     if config.evaluator.baseline == "served":
         served_model = ServedModel(candidate=trainer.outputs["model"], serving_model_dir=serving_model_dir)
@@ -128,22 +151,25 @@ def create_pipeline(
         model=trainer.outputs["model"],
         evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"],
-        evaluator_config=dataclasses.asdict(config.evaluator))
+        validation=data_validation.outputs["validation"],
+        evaluator_config=dataclasses.asdict(config.evaluator),
+        serving_model_dir=serving_model_dir)
 
     # A condition, not only the Pusher's own check, so that Kubeflow shows an
     # unblessed run's Pusher as skipped rather than as having run.
     with tfx.dsl.Cond(evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1):
-        pusher = tfx.components.Pusher(
+        pusher = Pusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
+            statistics=statistics_gen.outputs["statistics"],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=_absolute(config.pipeline_root_path),
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    trainer, *baseline_nodes, evaluator, report, pusher],
+        components=[example_gen, schema_gen, statistics_gen, example_validator, *drift_nodes, data_validation,
+                    transform, trainer, *baseline_nodes, evaluator, report, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(config.beam_pipeline_args))

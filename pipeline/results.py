@@ -1,4 +1,4 @@
-"""What the last pipeline run did, read back from ML Metadata and TFMA output."""
+"""What a pipeline run did, read back from ML Metadata and TFMA output."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Dict, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration.portable.mlmd import execution_lib
 
+from fakeface.components.data_validation import executor as validation_executor
+from fakeface.components.data_validation.component import DataValidation, DataValidationArtifact
 from fakeface.components.evaluation_report import executor as report_executor
 from fakeface.components.evaluation_report.component import EvaluationReportArtifact
 
@@ -26,11 +29,19 @@ class RunSummary:
     pushed_destination: Optional[str]
     model_uri: Optional[str]
     ingest_report: Optional[str] = None  # the HTML report of ImageExampleGen
+    # The same report with the data validation in it, which DataValidation writes.
+    validation_report: Optional[str] = None
     report_html: Optional[str] = None  # the EvaluationReport's page
     not_blessed_because: List[str] = dataclasses.field(default_factory=list)
+    # DataValidation's anomalies, one line each: those that stopped the run
+    # before Transform, and those that only warn.
+    validation_blocking: List[str] = dataclasses.field(default_factory=list)
+    validation_warnings: List[str] = dataclasses.field(default_factory=list)
 
 
 def _store(metadata_path: str) -> metadata_store.MetadataStore:
+    if not os.path.isfile(metadata_path):
+        raise LookupError(f"{metadata_path}: no ML Metadata store here; no pipeline has run with this config")
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = metadata_path
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -51,22 +62,61 @@ def _custom(artifact: metadata_store_pb2.Artifact, key: str):
     return value.string_value or value.int_value
 
 
-def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
-    """Summarises the most recent run of `pipeline_name` recorded at `metadata_path`."""
-    store = _store(metadata_path)
-    runs = [c for c in store.get_contexts_by_type("pipeline_run")
+def _runs(store, pipeline_name: str) -> List[metadata_store_pb2.Context]:
+    return [c for c in store.get_contexts_by_type("pipeline_run")
             if any(p.name == pipeline_name for p in store.get_parent_contexts_by_context(c.id))]
-    if not runs:
-        raise LookupError(f"{metadata_path}: no run of pipeline {pipeline_name!r} is recorded")
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-    summary = RunSummary(run.name, {}, None, None, None, None, None)
+
+
+def _node_executions(store, run: metadata_store_pb2.Context, pipeline_name: str):
+    """(node id, execution) of every execution of the run `run`."""
     prefix = pipeline_name + "."
     for execution in store.get_executions_by_context(run.id):
         node = next((c.name[len(prefix):] for c in store.get_contexts_by_execution(execution.id)
                      if c.type == "node" or c.name.startswith(prefix)), None)
-        if node is None:
-            continue
+        if node is not None:
+            yield node, execution
+
+
+def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
+    """Summarises the most recent run of `pipeline_name` recorded at `metadata_path`."""
+    store = _store(metadata_path)
+    runs = _runs(store, pipeline_name)
+    if not runs:
+        raise LookupError(f"{metadata_path}: no run of pipeline {pipeline_name!r} is recorded")
+    return _summarise(store, max(runs, key=lambda c: (c.create_time_since_epoch, c.id)), pipeline_name)
+
+
+def _run(store, pipeline_name: str, run_id: str) -> Optional[metadata_store_pb2.Context]:
+    return next((c for c in _runs(store, pipeline_name) if c.name == run_id), None)
+
+
+def run_summary(metadata_path: str, pipeline_name: str, run_id: str) -> RunSummary:
+    """Summarises the run `run_id` of `pipeline_name`, whatever ran after it."""
+    store = _store(metadata_path)
+    run = _run(store, pipeline_name, run_id)
+    if run is None:
+        raise LookupError(f"{metadata_path}: no run {run_id!r} of pipeline {pipeline_name!r} is recorded")
+    return _summarise(store, run, pipeline_name)
+
+
+def node_state(metadata_path: str, pipeline_name: str, run_id: str, node: str) -> Optional[str]:
+    """The state of `node`'s execution in run `run_id` ("COMPLETE", "CACHED", ...); None if it has none."""
+    store = _store(metadata_path)
+    run = _run(store, pipeline_name, run_id)
+    if run is None:
+        return None
+    states = [_STATE_NAMES.get(e.last_known_state, "UNKNOWN")
+              for name, e in _node_executions(store, run, pipeline_name) if name == node]
+    return states[-1] if states else None
+
+
+def _summarise(store, run: metadata_store_pb2.Context, pipeline_name: str) -> RunSummary:
+    summary = RunSummary(run.name, {}, None, None, None, None, None)
+    for node, execution in _node_executions(store, run, pipeline_name):
         summary.executions[node] = _STATE_NAMES.get(execution.last_known_state, "UNKNOWN")
+        if node == DataValidation.__name__ and execution.last_known_state == metadata_store_pb2.Execution.FAILED:
+            result = execution_lib.get_execution_result(execution, ignore_parse_errors=True)
+            summary.validation_blocking = result.result_message.splitlines() if result else []
         for artifact in _outputs(store, execution.id):
             type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
             if type_name == "ModelEvaluation":
@@ -80,6 +130,10 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
                 summary.model_uri = artifact.uri
             elif type_name == "Examples" and node == "ImageExampleGen":
                 summary.ingest_report = _custom(artifact, "ingest_report") or None
+            elif type_name == DataValidationArtifact.TYPE_NAME:
+                summary.validation_report = _custom(artifact, validation_executor.REPORT_HTML_PROPERTY) or None
+                warnings = _custom(artifact, validation_executor.WARNINGS_PROPERTY)
+                summary.validation_warnings = warnings.split("\n") if warnings else []
             elif type_name == EvaluationReportArtifact.TYPE_NAME:
                 summary.report_html = _custom(artifact, report_executor.REPORT_HTML_PROPERTY) or None
                 reasons = _custom(artifact, report_executor.NOT_BLESSED_BECAUSE_PROPERTY)
@@ -90,7 +144,6 @@ def latest_run(metadata_path: str, pipeline_name: str) -> RunSummary:
 def ingest_warnings(report_html: str) -> List[str]:
     """The shortcut warnings of an ingestion report (its report.json beside the HTML)."""
     import json
-    import os
 
     import tensorflow as tf
 
@@ -133,7 +186,8 @@ def source_table(report_html: str) -> str:
 
 
 def evaluation_inputs(metadata_path: str, evaluation_uri: str) -> Dict[str, Optional[str]]:
-    """The examples, model and blessing of the Evaluator run that wrote `evaluation_uri`."""
+    """The examples, model and blessing of the Evaluator run that wrote `evaluation_uri`, and the
+    data validation its EvaluationReport was given."""
     store = _store(metadata_path)
     uri = evaluation_uri.rstrip("/")
     matches = [a for a in store.get_artifacts_by_uri(uri) or store.get_artifacts_by_uri(uri + "/")]
@@ -142,7 +196,7 @@ def evaluation_inputs(metadata_path: str, evaluation_uri: str) -> Dict[str, Opti
     events = store.get_events_by_artifact_ids([matches[-1].id])
     execution_id = next(e.execution_id for e in events if e.type == metadata_store_pb2.Event.OUTPUT)
     found: Dict[str, Optional[str]] = {"evaluation": matches[-1].uri, "examples": None, "model": None,
-                                       "blessing": None}
+                                       "blessing": None, "validation": None}
     for event in store.get_events_by_execution_ids([execution_id]):
         artifact = store.get_artifacts_by_id([event.artifact_id])[0]
         type_name = store.get_artifact_types_by_id([artifact.type_id])[0].name
@@ -154,4 +208,10 @@ def evaluation_inputs(metadata_path: str, evaluation_uri: str) -> Dict[str, Opti
             found["model"] = artifact.uri
         elif not is_input and type_name == "ModelBlessing":
             found["blessing"] = artifact.uri
+    readers = [e.execution_id for e in events if e.type == metadata_store_pb2.Event.INPUT]
+    for event in store.get_events_by_execution_ids(readers) if readers else []:
+        artifact = store.get_artifacts_by_id([event.artifact_id])[0]
+        if (event.type == metadata_store_pb2.Event.INPUT
+                and store.get_artifact_types_by_id([artifact.type_id])[0].name == DataValidationArtifact.TYPE_NAME):
+            found["validation"] = artifact.uri
     return found

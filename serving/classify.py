@@ -18,6 +18,9 @@ Guarantees:
   so a re-run after an interruption does only what is left. A move that was
   interrupted after its row was written is finished; a copy that was placed
   but not recorded is recognised by its content and adopted, not duplicated.
+  The temporary files of a run that was killed are removed by the next run
+  that finds no other run at work on DST_DIR (every run holds a shared lock
+  on DST_DIR/.fakeface-classify.lock while it works).
 
 Test-time rotation (`tta_angles`), as in the founding notes (rotation by up to
 15 degrees improved generalisation): each image is also scored rotated by the
@@ -32,13 +35,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import errno
+import fcntl
 import hashlib
 import io
 import itertools
 import os
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from fakeface import features, images
 from fakeface.serving import client as client_lib
@@ -47,7 +51,9 @@ REAL, FAKE, UNREADABLE = features.LABEL_NAMES[features.REAL], features.LABEL_NAM
 CATEGORIES = (REAL, FAKE, UNREADABLE)
 SCORES_FILE = "scores.csv"
 COLUMNS = ("source", "destination", "category", features.FAKE_PROBABILITY, features.IS_FAKE,
-           features.THRESHOLD, features.MODEL_VERSION, "sha256", "reason")
+           features.THRESHOLD, features.MODEL_VERSION, features.SERVED_VERSION, "sha256", "reason")
+LOCK_FILE = ".fakeface-classify.lock"
+PARTIAL_PREFIX = ".fakeface-partial-"
 # The notes' Table 4: rotations by up to 15 degrees.
 DEFAULT_TTA_ANGLES = (-15.0, 0.0, 15.0)
 
@@ -58,6 +64,7 @@ class Summary:
     fake: int = 0
     unreadable: int = 0
     skipped: int = 0  # already done by an earlier run
+    skipped_unreadable: int = 0  # of those, recorded as unreadable
     moves_finished: int = 0  # moves an interrupted run had recorded but not completed
     # Files that could not even be read from disk: left where they are, not recorded.
     failed: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
@@ -108,13 +115,16 @@ def _file_sha256(path: str) -> Optional[str]:
         return None
 
 
-def _read_scores(path: str) -> List[Dict[str, str]]:
-    if not os.path.exists(path):
-        return []
+def _read_scores(path: str) -> Tuple[List[str], List[Dict[str, str]]]:
+    """(header, complete rows) of a scores.csv; ([], []) when there is none."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return [], []
     with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
         # A row cut short by a crash lacks trailing fields; it was not
         # completed, so it does not count as done.
-        return [row for row in csv.DictReader(f) if row.get("reason") is not None]
+        rows = [row for row in reader if row.get("reason") is not None]
+        return list(reader.fieldnames or []), rows
 
 
 def _claim(folder: str, name: str, data: bytes, source: str, move: bool, sha: str,
@@ -145,7 +155,7 @@ def _copy_exclusive(data: bytes, source: str, target: str) -> bool:
     """Writes `data` to `target` only if `target` does not exist; never leaves a partial file there."""
     import shutil
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".fakeface-partial-")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=PARTIAL_PREFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -176,34 +186,172 @@ def _copy_exclusive(data: bytes, source: str, target: str) -> bool:
         os.unlink(tmp)
 
 
+def _average(path: str, variants: Sequence[client_lib.Result]) -> client_lib.Result:
+    """One file's result from those of its rotated copies: the mean probability, or the first error."""
+    failed = [r for r in variants if not r.ok]
+    if failed:
+        return dataclasses.replace(failed[0], path=path)
+    probability = sum(r.fake_probability for r in variants) / len(variants)
+    first = variants[0]
+    return client_lib.Result(path, fake_probability=probability, is_fake=probability > first.threshold,
+                             threshold=first.threshold, model_version=first.model_version,
+                             served_version=first.served_version)
+
+
 def _score(client: client_lib.Client, batch: List[Tuple[str, bytes]],
            tta_angles: Optional[Sequence[float]]) -> List[client_lib.Result]:
     if not tta_angles:
         return list(client.predict(batch))
-    items, bad = [], {}
+    results: List[Optional[client_lib.Result]] = [None] * len(batch)
+    rotated: List[Tuple[int, List[bytes]]] = []
     for index, (path, data) in enumerate(batch):
         try:
-            items.extend(((index, k), variant) for k, variant in enumerate(rotations(data, tta_angles)))
+            rotated.append((index, rotations(data, tta_angles)))
         except images.BadImage as e:
-            bad[index] = client_lib.Result(path, error=str(e))
-    by_file: Dict[int, List[client_lib.Result]] = {}
-    for result in client.predict(items):
-        by_file.setdefault(result.path[0], []).append(result)
-    results = []
-    for index, (path, _) in enumerate(batch):
-        if index in bad:
-            results.append(bad[index])
-            continue
-        variants = by_file[index]
-        failed = [r for r in variants if not r.ok]
-        if failed:
-            results.append(client_lib.Result(path, error=failed[0].error))
-            continue
-        probability = sum(r.fake_probability for r in variants) / len(variants)
-        threshold = variants[0].threshold
-        results.append(client_lib.Result(path, fake_probability=probability, is_fake=probability > threshold,
-                                         threshold=threshold, model_version=variants[0].model_version))
+            results[index] = client_lib.Result(path, error=str(e))
+    # The client answers in order: each file's variants come back together.
+    answers = iter(client.predict([(batch[index][0], variant) for index, variants in rotated
+                                   for variant in variants]))
+    for index, variants in rotated:
+        results[index] = _average(batch[index][0], [next(answers) for _ in variants])
     return results
+
+
+def _row(path: str, destination: str, category: str, sha: str, result: client_lib.Result) -> Dict[str, object]:
+    scored = result.ok
+    return {"source": path, "destination": destination, "category": category, "sha256": sha,
+            features.FAKE_PROBABILITY: f"{result.fake_probability:.6f}" if scored else "",
+            features.IS_FAKE: int(result.is_fake) if scored else "",
+            features.THRESHOLD: f"{result.threshold:.6f}" if scored else "",
+            features.MODEL_VERSION: result.model_version or "",
+            features.SERVED_VERSION: result.served_version or "",
+            "reason": result.error or ""}
+
+
+class Destination:
+    """DST_DIR while one run works on it: its folders, its lock, scores.csv and what it records."""
+
+    def __init__(self, dst: str):
+        self.dst = dst
+        for category in CATEGORIES:
+            os.makedirs(os.path.join(dst, category), exist_ok=True)
+        self._lock = open(os.path.join(dst, LOCK_FILE), "a")
+        try:
+            self._remove_leftovers()
+            self.scores_path = os.path.join(dst, SCORES_FILE)
+            header, rows = _read_scores(self.scores_path)
+            if header and header != list(COLUMNS):
+                self._rewrite(rows)  # written by an earlier fakeface: the new columns, left empty
+            self.done = {(row["source"], row["sha256"]): row for row in rows}
+            self.recorded = {os.path.join(dst, row["destination"]) for row in rows}
+            self._out = self._open_for_append()
+        except BaseException:
+            self._lock.close()
+            raise
+        self._writer = csv.DictWriter(self._out, fieldnames=COLUMNS)
+        if not header:
+            self._writer.writeheader()
+
+    def _remove_leftovers(self) -> None:
+        """Removes the temporary files of killed runs, if no other run is at work here.
+
+        The exclusive lock is had only when no other run holds its shared one;
+        it then becomes this run's shared lock.
+        """
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(self._lock, fcntl.LOCK_SH)
+            return
+        for folder in [self.dst] + [os.path.join(self.dst, category) for category in CATEGORIES]:
+            for name in os.listdir(folder):
+                if name.startswith(PARTIAL_PREFIX):
+                    os.unlink(os.path.join(folder, name))
+        fcntl.flock(self._lock, fcntl.LOCK_SH)
+
+    def _rewrite(self, rows: List[Dict[str, str]]) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.dst, prefix=PARTIAL_PREFIX)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.scores_path)
+
+    def _open_for_append(self):
+        if os.path.exists(self.scores_path) and os.path.getsize(self.scores_path):
+            with open(self.scores_path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                cut_short = f.read(1) != b"\n"
+            if cut_short:  # end the partial row an interruption left, so the next one starts clean
+                with open(self.scores_path, "a", encoding="utf-8") as f:
+                    f.write("\n")
+        return open(self.scores_path, "a", newline="", encoding="utf-8")
+
+    def pending(self, paths: Sequence[str], move: bool, summary: Summary) -> List[Tuple[str, bytes, str]]:
+        """(path, bytes, SHA-256) of the files not yet done; finishes the moves an interrupted run left."""
+        pending = []
+        for path in paths:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError as e:
+                summary.failed.append((path, f"cannot read the file: {e.strerror or e}"))
+                continue
+            sha = _sha256(data)
+            row = self.done.get((path, sha))
+            if row is None:
+                pending.append((path, data, sha))
+                continue
+            summary.skipped += 1
+            summary.skipped_unreadable += row["category"] == UNREADABLE
+            if move and _file_sha256(os.path.join(self.dst, row["destination"])) == sha:
+                os.unlink(path)
+                summary.moves_finished += 1
+        return pending
+
+    def place(self, pending: Sequence[Tuple[str, bytes, str]], results: Sequence[client_lib.Result],
+              move: bool, summary: Summary) -> None:
+        """Puts each file where its result says, records it, and only then deletes moved sources."""
+        for (path, data, sha), result in zip(pending, results):
+            category = UNREADABLE if not result.ok else (FAKE if result.is_fake else REAL)
+            target = _claim(os.path.join(self.dst, category), os.path.basename(path), data, path, move,
+                            sha, self.recorded)
+            self.recorded.add(target)
+            row = _row(path, os.path.relpath(target, self.dst), category, sha, result)
+            self._writer.writerow(row)
+            self.done[(path, sha)] = row
+            setattr(summary, category, getattr(summary, category) + 1)
+        self._out.flush()
+        os.fsync(self._out.fileno())
+        if move:
+            for path, _, _ in pending:
+                os.unlink(path)
+
+    def close(self) -> None:
+        self._out.close()
+        self._lock.close()  # releases the lock
+
+    def __enter__(self) -> "Destination":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _folders(src_dir: str, dst_dir: str) -> Tuple[str, str]:
+    src, dst = os.path.realpath(src_dir), os.path.realpath(dst_dir)
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"{src_dir}: not a folder")
+    if src == dst or src.startswith(dst + os.sep):
+        raise ValueError(f"the source folder {src_dir} must not be the destination {dst_dir} or inside it")
+    return src, dst
+
+
+def _chunks(paths: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(paths), size):
+        yield paths[start:start + size]
 
 
 def classify(client: client_lib.Client, src_dir: str, dst_dir: str, move: bool = False,
@@ -211,77 +359,14 @@ def classify(client: client_lib.Client, src_dir: str, dst_dir: str, move: bool =
     """Scores every file below `src_dir` and sorts it into `dst_dir`; see the module docstring."""
     from tqdm import tqdm
 
-    src, dst = os.path.realpath(src_dir), os.path.realpath(dst_dir)
-    if not os.path.isdir(src):
-        raise FileNotFoundError(f"{src_dir}: not a folder")
-    if src == dst or src.startswith(dst + os.sep):
-        raise ValueError(f"the source folder {src_dir} must not be the destination {dst_dir} or inside it")
-    for category in CATEGORIES:
-        os.makedirs(os.path.join(dst, category), exist_ok=True)
-    scores_path = os.path.join(dst, SCORES_FILE)
-    rows = _read_scores(scores_path)
-    done = {(row["source"], row["sha256"]): row for row in rows}
-    recorded = {os.path.join(dst, row["destination"]) for row in rows}
-
-    paths = list(client_lib.iter_files([src], exclude=[dst]))
+    src, dst = _folders(src_dir, dst_dir)
     summary = Summary()
-    new_file = not os.path.exists(scores_path) or os.path.getsize(scores_path) == 0
-    if not new_file:
-        with open(scores_path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            cut_short = f.read(1) != b"\n"
-        if cut_short:  # end the partial row an interruption left, so the next one starts clean
-            with open(scores_path, "a", encoding="utf-8") as f:
-                f.write("\n")
-    with open(scores_path, "a", newline="", encoding="utf-8") as out, \
-            tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not progress,
-                 desc="classify") as bar:
-        writer = csv.DictWriter(out, fieldnames=COLUMNS)
-        if new_file:
-            writer.writeheader()
-        for start in range(0, len(paths), client.batch_size):
-            chunk = paths[start:start + client.batch_size]
-            pending: List[Tuple[str, bytes, str]] = []
-            for path in chunk:
-                try:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                except OSError as e:
-                    summary.failed.append((path, f"cannot read the file: {e.strerror or e}"))
-                    continue
-                sha = _sha256(data)
-                row = done.get((path, sha))
-                if row is None:
-                    pending.append((path, data, sha))
-                    continue
-                summary.skipped += 1
-                if move and _file_sha256(os.path.join(dst, row["destination"])) == sha:
-                    os.unlink(path)
-                    summary.moves_finished += 1
-
-            results = _score(client, [(path, data) for path, data, _ in pending], tta_angles)
-            placed_sources = []
-            for (path, data, sha), result in zip(pending, results):
-                category = UNREADABLE if not result.ok else (FAKE if result.is_fake else REAL)
-                target = _claim(os.path.join(dst, category), os.path.basename(path), data, path, move,
-                                sha, recorded)
-                recorded.add(target)
-                destination = os.path.relpath(target, dst)
-                row = {"source": path, "destination": destination, "category": category, "sha256": sha,
-                       features.FAKE_PROBABILITY: "" if not result.ok else f"{result.fake_probability:.6f}",
-                       features.IS_FAKE: "" if not result.ok else int(result.is_fake),
-                       features.THRESHOLD: "" if not result.ok else f"{result.threshold:.6f}",
-                       features.MODEL_VERSION: result.model_version or "",
-                       "reason": result.error or ""}
-                writer.writerow(row)
-                done[(path, sha)] = row
-                setattr(summary, category, getattr(summary, category) + 1)
-                placed_sources.append(path)
-            out.flush()
-            os.fsync(out.fileno())
-            if move:
-                # Only now that every row of the chunk is on disk.
-                for path in placed_sources:
-                    os.unlink(path)
-            bar.update(len(chunk))
+    with Destination(dst) as destination:
+        paths = list(client_lib.iter_files([src], exclude=[dst]))
+        with tqdm(total=len(paths), unit="img", file=sys.stderr, disable=not progress, desc="classify") as bar:
+            for chunk in _chunks(paths, client.batch_size):
+                pending = destination.pending(chunk, move, summary)
+                results = _score(client, [(path, data) for path, data, _ in pending], tta_angles)
+                destination.place(pending, results, move, summary)
+                bar.update(len(chunk))
     return summary

@@ -9,14 +9,19 @@ One interface, three backends:
 * `InProcessBackend`: loads the SavedModel and calls the same signature, no server.
 
 Every backend sends the encoded files as they are: decoding and resizing run
-inside the model (`serving_default`), so clients never preprocess.
+inside the model (`serving_default`), so clients never preprocess. An image
+the model cannot decode comes back in its row with the reason
+(`image_error`), never failing the request.
+
+Each answer is traced to the version TF Serving served it from (the Pusher's
+number, which the model cannot know): gRPC responses name it; REST requests
+are addressed to the newest available version, read from the model's status,
+unless a version is given; in process it is the version folder's name.
 
 `Client` adds what a caller should not have to write: batching, bounded retries
-with exponential back-off on transient failures only, and isolation of bad
-files. A corrupt image makes the model reject its whole request (it is never
-scored); the client then splits the batch in halves until the culprit is alone,
-so one bad file costs its own result, with the model's reason, and not the
-scores of the files it travelled with.
+with exponential back-off on transient failures only, and the halving of a
+request the server rejects as a whole (one too large for its batching, for
+instance), so that what can be scored is.
 """
 
 from __future__ import annotations
@@ -34,12 +39,13 @@ import fakeface  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads
 from fakeface import features
 
 DEFAULT_MODEL_NAME = "fakeface"
-SIGNATURE = "serving_default"
+SIGNATURE = features.SIGNATURE_BYTES
 # serving_default's only input: a batch of encoded image files.
 INPUT = features.IMAGE_BYTES
-OUTPUTS = (features.FAKE_PROBABILITY, features.IS_FAKE, features.THRESHOLD, features.MODEL_VERSION)
-# Matches max_batch_size in serving/batching_parameters.pbtxt: a larger request
-# would be split by the server anyway.
+OUTPUTS = (features.FAKE_PROBABILITY, features.IS_FAKE, features.THRESHOLD, features.MODEL_VERSION,
+           features.IMAGE_ERROR)
+# max_execution_batch_size in serving/batching_parameters.pbtxt: the batch the
+# server runs at once, so a request of this many is never split nor merged.
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -70,16 +76,30 @@ class TransientError(ServingError):
     """A failure worth retrying: connection refused or reset, UNAVAILABLE, deadline exceeded."""
 
 
+def one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """The model's answer for one file, or why there is none (`error`)."""
+    """The model's answer for one file, or why there is none (`error`, one line).
+
+    `model_version` is when the model was trained; `served_version` the
+    version TF Serving answered from ("" in process outside TF Serving's
+    folder layout).
+    """
 
     path: str
     fake_probability: Optional[float] = None
     is_fake: Optional[bool] = None
     threshold: Optional[float] = None
     model_version: Optional[str] = None
+    served_version: Optional[str] = None
     error: Optional[str] = None
+
+    def __post_init__(self):
+        if self.error is not None:
+            object.__setattr__(self, "error", one_line(self.error))
 
     @property
     def ok(self) -> bool:
@@ -112,7 +132,7 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def predict(self, images: Sequence[bytes]) -> List[Dict[str, object]]:
-        """One dict of `OUTPUTS` per image, in order.
+        """One dict of `OUTPUTS` and SERVED_VERSION per image, in order.
 
         Raises RequestRejected, ModelNotFound, TransientError or ServingError.
         """
@@ -134,14 +154,17 @@ def _rows_from_columns(columns: Dict[str, Sequence[object]], count: int) -> List
     return [{name: columns[name][i] for name in OUTPUTS} for i in range(count)]
 
 
-def _typed(row: Dict[str, object]) -> Dict[str, object]:
-    version = row[features.MODEL_VERSION]
-    if isinstance(version, bytes):
-        version = version.decode("utf-8")
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _typed(row: Dict[str, object], served_version: str) -> Dict[str, object]:
     return {features.FAKE_PROBABILITY: float(row[features.FAKE_PROBABILITY]),
             features.IS_FAKE: bool(row[features.IS_FAKE]),
             features.THRESHOLD: float(row[features.THRESHOLD]),
-            features.MODEL_VERSION: str(version)}
+            features.MODEL_VERSION: _text(row[features.MODEL_VERSION]),
+            features.IMAGE_ERROR: _text(row[features.IMAGE_ERROR]),
+            features.SERVED_VERSION: served_version}
 
 
 class RestBackend(Backend):
@@ -161,9 +184,11 @@ class RestBackend(Backend):
         if "://" not in url:
             url = "http://" + url
         self.base_url = url.rstrip("/")
-        model_path = f"/v1/models/{model_name}" + (f"/versions/{int(version)}" if version is not None else "")
-        self.status_url = self.base_url + model_path
-        self.predict_url = self.status_url + ":predict"
+        self.model_url = f"{self.base_url}/v1/models/{model_name}"
+        self.version = None if version is None else str(int(version))
+        self.status_url = self.model_url + (f"/versions/{self.version}" if self.version else "")
+        # The version requests go to when none is given: the newest available.
+        self._newest: Optional[str] = None
         self.model_name = model_name
         self.timeout = (connect_timeout, timeout)
         self.row_format = row_format
@@ -220,9 +245,22 @@ class RestBackend(Backend):
             raise TransientError(f"HTTP {status} from {self.base_url}: {message}")
         raise ServingError(f"HTTP {status} from {self.base_url}: {message}")
 
+    def predict_url(self, version: str) -> str:
+        return f"{self.model_url}/versions/{version}:predict"
+
     def predict(self, images: Sequence[bytes]) -> List[Dict[str, object]]:
-        body = self._call("POST", self.predict_url, json=self.request_body(images))
-        return [_typed(row) for row in self.parse_response(body, len(images))]
+        body = self.request_body(images)
+        version = self.version or self._newest or self.model_status()
+        try:
+            answer = self._call("POST", self.predict_url(version), json=body)
+        except ModelNotFound:
+            if self.version:
+                raise
+            # Rolled away since its status was read: ask again which is newest.
+            self._newest = None
+            version = self.model_status()
+            answer = self._call("POST", self.predict_url(version), json=body)
+        return [_typed(row, version) for row in self.parse_response(answer, len(images))]
 
     def model_status(self) -> str:
         body = self._call("GET", self.status_url)
@@ -231,7 +269,10 @@ class RestBackend(Backend):
         if not available:
             states = ", ".join(f"version {s.get('version')}: {s.get('state')}" for s in statuses) or "none"
             raise ModelNotFound(f"model {self.model_name!r} at {self.base_url} has no AVAILABLE version ({states})")
-        return str(max(available, key=int))
+        newest = str(max(available, key=int))
+        if not self.version:
+            self._newest = newest
+        return newest
 
     def close(self) -> None:
         self._session.close()
@@ -299,7 +340,9 @@ class GrpcBackend(Backend):
         response = self._rpc(self._predict, self.request(images))
         columns = {name: tf.make_ndarray(response.outputs[name]).reshape(-1).tolist()
                    for name in OUTPUTS if name in response.outputs}
-        return [_typed(row) for row in _rows_from_columns(columns, len(images))]
+        # TF Serving names the version that answered (predict_util.cc: MakeModelSpec).
+        served = str(response.model_spec.version.value) if response.model_spec.HasField("version") else ""
+        return [_typed(row, served) for row in _rows_from_columns(columns, len(images))]
 
     def model_status(self) -> str:
         from tensorflow_serving.apis import get_model_status_pb2
@@ -337,7 +380,11 @@ def resolve_model_dir(path: str) -> str:
 
 
 class InProcessBackend(Backend):
-    """Loads the SavedModel and calls its serving_default signature directly."""
+    """Loads the SavedModel and calls its serving_default signature directly.
+
+    The served version is the version folder's name, as TF Serving would
+    report it for this layout; "" for a SavedModel outside that layout.
+    """
 
     def __init__(self, model_dir: str):
         import tensorflow as tf
@@ -360,11 +407,24 @@ class InProcessBackend(Backend):
         except tf.errors.OpError as e:
             raise ServingError(f"{self.description}: {clean_error(e.message)}") from e
         columns = {name: outputs[name].numpy().tolist() for name in OUTPUTS if name in outputs}
-        return [_typed(row) for row in _rows_from_columns(columns, len(images))]
+        return [_typed(row, self.served_version) for row in _rows_from_columns(columns, len(images))]
+
+    @property
+    def served_version(self) -> str:
+        name = os.path.basename(self.model_dir.rstrip("/"))
+        return name if name.isdigit() else ""
 
     def model_status(self) -> str:
-        # The version folder's name, as TF Serving would report it for this layout.
-        return os.path.basename(self.model_dir.rstrip("/"))
+        return self.served_version
+
+
+def _result(path: str, row: Dict[str, object]) -> Result:
+    versions = {features.MODEL_VERSION: row[features.MODEL_VERSION],
+                features.SERVED_VERSION: row[features.SERVED_VERSION]}
+    if row[features.IMAGE_ERROR]:
+        return Result(path, error=row[features.IMAGE_ERROR], **versions)
+    return Result(path, fake_probability=row[features.FAKE_PROBABILITY], is_fake=row[features.IS_FAKE],
+                  threshold=row[features.THRESHOLD], **versions)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,7 +443,7 @@ class RetryPolicy:
 
 
 class Client:
-    """Scores files with a Backend: batching, retries and bad-file isolation."""
+    """Scores files with a Backend: batching, retries, and halving of rejected requests."""
 
     def __init__(self, backend: Backend, batch_size: int = DEFAULT_BATCH_SIZE,
                  retry: RetryPolicy = RetryPolicy(), sleep: Callable[[float], None] = time.sleep):
@@ -421,21 +481,19 @@ class Client:
         except RequestRejected as e:
             if len(items) == 1:
                 return [Result(items[0][0], error=str(e))]
-            # Halving finds one bad file in about 2*log2(batch) requests, and
-            # every half without a bad file is scored on the way.
+            # Rejected as a whole: by a server that takes fewer images per
+            # request, or a model that fails on an input. Halving finds one
+            # such input in about 2*log2(batch) requests, scoring every half
+            # without it on the way.
             middle = len(items) // 2
             return self._score(items[:middle]) + self._score(items[middle:])
-        return [Result(path, **{features.FAKE_PROBABILITY: row[features.FAKE_PROBABILITY],
-                                features.IS_FAKE: row[features.IS_FAKE],
-                                features.THRESHOLD: row[features.THRESHOLD],
-                                features.MODEL_VERSION: row[features.MODEL_VERSION]})
-                for (path, _), row in zip(items, rows)]
+        return [_result(path, row) for (path, _), row in zip(items, rows)]
 
     def predict(self, items: Iterable[Tuple[str, bytes]]) -> Iterator[Result]:
-        """Scores (key, encoded image) pairs, `batch_size` per request, in order.
+        """Scores (path, encoded image) pairs, `batch_size` per request, in order.
 
-        A file the model refuses yields a Result with `error`; ServingError is
-        raised only for failures that concern the server, not a file.
+        A file the model cannot score yields a Result with `error`; ServingError
+        is raised only for failures that concern the server, not a file.
         """
         batch: List[Tuple[str, bytes]] = []
         for item in items:

@@ -111,6 +111,18 @@ BAD_CATALOGS = [
     ("duplicate_name", {"datasets": [_entry(), _FAKE, _entry(location="other")]}, r"'FFHQ_Orig' appears twice"),
     ("no_real_dataset", {"datasets": [_FAKE, dict(_FAKE, name="Gen1")]}, r"no real dataset"),
     ("no_fake_dataset", {"datasets": [_entry(), _entry(name="CelebA")]}, r"no fake dataset"),
+    ("unknown_top_level_key", {"datasets": [_entry(), _FAKE], "experiment": {"v1": ["PGGAN"]}},
+     r"unknown keys \['experiment'\]"),
+    ("experiments_not_a_mapping", {"datasets": [_entry(), _FAKE], "experiments": ["PGGAN"]},
+     r"experiments: expected a mapping"),
+    ("experiment_not_a_list", {"datasets": [_entry(), _FAKE], "experiments": {"v1": "PGGAN"}},
+     r"experiments.v1: expected a non-empty list"),
+    ("experiment_empty", {"datasets": [_entry(), _FAKE], "experiments": {"v1": []}},
+     r"experiments.v1: expected a non-empty list"),
+    ("experiment_unknown_dataset", {"datasets": [_entry(), _FAKE], "experiments": {"v1": ["PGGAN", "FFHQ"]}},
+     r"experiment 'v1': \['FFHQ'\] are not datasets of the catalog"),
+    ("experiment_one_class", {"datasets": [_entry(), _FAKE], "experiments": {"v1": ["PGGAN"]}},
+     r"experiment 'v1': \['PGGAN'\] must hold real and fake"),
 ]
 
 
@@ -129,6 +141,49 @@ def test_error_names_the_offending_entry(tmp_path):
 
 
 
+def test_experiments_name_the_datasets_they_train_on(tmp_path):
+    path = _write(tmp_path / "catalog.yaml", {"datasets": [_entry(), _FAKE, dict(_FAKE, name="Gen1")],
+                                              "experiments": {"close": ["FFHQ_Orig", "PGGAN"],
+                                                              "all": ["FFHQ_Orig", "PGGAN", "Gen1"]}})
+    loaded = catalog.load(path)
+    assert loaded.experiments == {"close": ("FFHQ_Orig", "PGGAN"), "all": ("FFHQ_Orig", "PGGAN", "Gen1")}
+    assert catalog.load(_write(tmp_path / "plain.yaml", {"datasets": [_entry(), _FAKE]})).experiments == {}
+
+
+def _local_catalog(tmp_path, real_location, fake_location="fake"):
+    (tmp_path / "fake").mkdir(exist_ok=True)
+    (tmp_path / "fake" / "a.jpg").write_bytes(b"x")
+    return catalog.load(_write(tmp_path / "catalog.yaml", {"datasets": [
+        _entry(location=real_location), dict(_FAKE, location=fake_location)]}))
+
+
+@pytest.mark.parametrize("layout, location, reason", [
+    ("nothing", "real", r"dataset 'FFHQ_Orig': no folder at .*real$"),
+    ("empty folder", "real", r"dataset 'FFHQ_Orig' has no files at .*real$"),
+    ("only empty subfolders", "real", r"dataset 'FFHQ_Orig' has no files"),
+    ("files elsewhere", "real/*.png", r"dataset 'FFHQ_Orig' has no files at .*real/\*\.png$"),
+])
+def test_a_missing_or_empty_local_dataset_is_named_before_any_work(tmp_path, layout, location, reason):
+    if layout != "nothing":
+        (tmp_path / "real").mkdir()
+    if layout == "only empty subfolders":
+        (tmp_path / "real" / "a" / "b").mkdir(parents=True)
+    if layout == "files elsewhere":
+        (tmp_path / "real" / "x.jpg").write_bytes(b"x")
+    loaded = _local_catalog(tmp_path, location)
+    with pytest.raises(catalog.CatalogError, match=reason) as e:
+        catalog.check_local_datasets(loaded)
+    assert str(e.value).startswith(f"{loaded.path}: ")
+
+
+@pytest.mark.parametrize("location", ["real", "real/*.jpg", "gs://bucket/not/looked/at"])
+def test_a_dataset_with_a_file_or_in_a_bucket_passes_the_local_check(tmp_path, location):
+    (tmp_path / "real" / "deep" / "er").mkdir(parents=True)
+    (tmp_path / "real" / "deep" / "er" / "x.jpg").write_bytes(b"x")
+    (tmp_path / "real" / "y.jpg").write_bytes(b"x")
+    catalog.check_local_datasets(_local_catalog(tmp_path, location))
+
+
 def test_shipped_founding_catalog_matches_the_sample_data_roles():
     """The sample data stands in for these datasets, so names and roles must agree."""
     from fakeface import sample_data
@@ -139,3 +194,4 @@ def test_shipped_founding_catalog_matches_the_sample_data_roles():
         (s.name, s.label, s.generator, s.shot) for s in sample_data.SOURCES]
     limits = {d.name: d.limit for d in founding.datasets if d.limit}
     assert limits == {"FFHQ_Orig": 30000, "FFHQ_Wide": 4000}
+    assert founding.experiments == {name: tuple(names) for name, names in sample_data.EXPERIMENTS.items()}

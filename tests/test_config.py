@@ -104,18 +104,35 @@ BAD_CONFIGS = [
     ("float_for_int", "trainer:\n  epochs: 2.5\n", "trainer.epochs"),
     ("bool_for_int", "trainer:\n  epochs: true\n", "trainer.epochs"),
     ("bool_for_int_yaml11_yes", "trainer:\n  seed: yes\n", "trainer.seed"),
+    ("bool_for_str_yaml11_on", "trainer:\n  mixed_precision: on\n", 'quote it, as in "on"'),
     ("string_for_float", "evaluator:\n  min_auc: high\n", "evaluator.min_auc"),
     ("int_for_bool", "enable_cache: 1\n", "enable_cache"),
     ("underscore_in_pipeline_name", "pipeline_name: fake_face\n", "pipeline_name"),
     ("uppercase_in_pipeline_name", "pipeline_name: FakeFace\n", "pipeline_name"),
     ("bad_code_source", "code_source: git\n", "code_source"),
     ("bad_baseline", "evaluator:\n  baseline: latest\n", "evaluator.baseline"),
+    ("bad_backbone", "trainer:\n  backbone: resnet50\n", "trainer.backbone"),
+    ("bad_optimizer", "trainer:\n  optimizer: rmsprop\n", "trainer.optimizer"),
+    ("bad_strategy", "trainer:\n  strategy: tpu\n", "trainer.strategy"),
+    ("bad_mixed_precision", "trainer:\n  mixed_precision: yes please\n", "trainer.mixed_precision"),
+    ("bad_input_policy", "transform:\n  input_policy: pad\n", "transform.input_policy"),
+    ("unknown_deeply_nested_key", "kubeflow:\n  beam_resources:\n    cpu: 2\n", "kubeflow.beam_resources.cpu"),
     ("bad_reencode_quality", "ingest:\n  reencode_jpeg_quality: 101\n", "ingest.reencode_jpeg_quality"),
     ("threshold_zero", "evaluator:\n  decision_threshold: 0\n", "evaluator.decision_threshold"),
     ("threshold_one", "evaluator:\n  decision_threshold: 1.0\n", "evaluator.decision_threshold"),
     ("threshold_negative", "evaluator:\n  decision_threshold: -0.2\n", "evaluator.decision_threshold"),
     ("threshold_above_one", "evaluator:\n  decision_threshold: 1.5\n", "evaluator.decision_threshold"),
     ("invalid_yaml", "trainer:\n  epochs: [3\n", "YAML"),
+    ("unknown_severity", "validation:\n  fail_on: [FATAL]\n", "validation.fail_on"),
+    ("unknown_drift_severity", "validation:\n  drift_severity: error\n", "validation.drift_severity"),
+    ("drift_on_a_non_categorical_feature", "validation:\n  drift_thresholds: {width: 0.1}\n",
+     "validation.drift_thresholds"),
+    ("drift_threshold_above_one", "validation:\n  drift_thresholds: {source: 1.5}\n",
+     "validation.drift_thresholds.source"),
+    ("drift_threshold_not_a_number", "validation:\n  drift_thresholds: {label: high}\n",
+     "validation.drift_thresholds.label"),
+    ("drift_thresholds_not_a_mapping", "validation:\n  drift_thresholds: [source]\n",
+     "validation.drift_thresholds"),
 ]
 
 
@@ -127,6 +144,41 @@ def test_bad_config_names_file_and_key(tmp_path, text, key):
     message = str(e.value)
     assert message.startswith(path), message
     assert key in message, message
+
+
+@pytest.mark.parametrize("knob, allowed", [
+    ("code_source", config.CODE_SOURCES), ("evaluator.baseline", config.BASELINES),
+    ("trainer.backbone", ("small-cnn", "bit-m-r50x1", "xception")), ("trainer.optimizer", config.OPTIMIZERS),
+    ("trainer.strategy", config.STRATEGIES), ("trainer.mixed_precision", config.MIXED_PRECISION),
+    ("transform.input_policy", config.INPUT_POLICIES),
+])
+def test_every_value_of_an_enumerated_knob_is_accepted_and_nothing_else(tmp_path, knob, allowed):
+    def text(value):
+        section, _, name = knob.rpartition(".")
+        return f"{section}:\n  {name}: '{value}'\n" if section else f"{name}: '{value}'\n"
+
+    for value in allowed:
+        # xception needs a larger model input than the default.
+        extra = "transform:\n  image_size: 96\n" if value == "xception" else ""
+        config.load(_write(tmp_path, text(value) + extra, f"{value}.yaml"))
+    path = _write(tmp_path, text("nonsense"), "bad.yaml")
+    with pytest.raises(config.ConfigError) as e:
+        config.load(path)
+    assert str(e.value) == f"{path}: {knob}: must be one of {list(allowed)}, got 'nonsense'"
+
+
+def test_train_sources_must_be_datasets_of_the_catalog(tmp_path):
+    from fakeface import catalog, sample_data
+
+    loaded = catalog.load(sample_data.generate(str(tmp_path / "data"), per_source=1, size=16))
+    cfg = config.load(overrides={"trainer": {"train_sources": ["Gen1", "FFHQ_Orig"]}})
+    config.check_train_sources(cfg, loaded, "c.yaml")
+    cfg.trainer.train_sources.append("Gen3")
+    with pytest.raises(config.ConfigError, match=r"^c.yaml: trainer.train_sources: \['Gen3'\] are not datasets"):
+        config.check_train_sources(cfg, loaded, "c.yaml")
+    cfg.trainer.train_sources[:] = ["Gen1", "Gen2"]
+    with pytest.raises(config.ConfigError, match=r"^c.yaml: trainer.train_sources: .* are all fake; a detector"):
+        config.check_train_sources(cfg, loaded, "c.yaml")
 
 
 def test_missing_file_is_named(tmp_path):

@@ -59,11 +59,35 @@ def test_fixed_threshold_when_calibration_is_off_or_there_is_no_real_image():
     assert only_fakes["threshold"] == 0.4 and "no real image" in only_fakes["method"]
 
 
+def _transformed(scores, reasons):
+    images = np.zeros((len(scores), 2, 2, 3), np.float32)
+    images[:, 0, 0, 0] = scores
+    return {features.IMAGE: tf.constant(images), features.IMAGE_ERROR: tf.constant(reasons)}
+
+
 def test_serving_outputs_carry_the_threshold_and_decision():
-    model = _Constant()
-    images = np.zeros((3, 2, 2, 3), np.float32)
-    images[:, 0, 0, 0] = [0.2, 0.7, 0.9]
-    outputs = model_lib._outputs(model, tf.constant(images), 0.7, "v1")
+    outputs = model_lib._outputs(_Constant(), _transformed([0.2, 0.7, 0.9], ["", "", ""]), 0.7, "v1")
     np.testing.assert_array_equal(outputs[features.IS_FAKE].numpy(), [False, False, True])
     np.testing.assert_allclose(outputs[features.THRESHOLD].numpy(), [0.7] * 3)
     np.testing.assert_array_equal(outputs[features.DECISION_SCORE].numpy() > 0.5, [False, False, True])
+
+
+def test_an_image_that_was_not_decoded_scores_nothing_and_is_not_called_fake():
+    outputs = model_lib._outputs(_Constant(), _transformed([0.9, 0.0], ["", "not a JPEG, PNG, GIF or BMP image"]),
+                                 0.5, "v1")
+    assert outputs[features.FAKE_PROBABILITY].numpy()[0] == pytest.approx(0.9)
+    assert np.isnan(outputs[features.FAKE_PROBABILITY].numpy()[1])
+    assert np.isnan(outputs[features.DECISION_SCORE].numpy()[1])
+    np.testing.assert_array_equal(outputs[features.IS_FAKE].numpy(), [True, False])
+    assert outputs[features.IMAGE_ERROR].numpy().tolist() == [b"", b"not a JPEG, PNG, GIF or BMP image"]
+
+
+def test_the_classify_api_form_puts_the_decision_on_the_larger_score():
+    outputs = model_lib._outputs(_Constant(), _transformed([0.1, 0.35, 0.9, 0.0], ["", "", "", "bad"]), 0.3, "v1")
+    classification = model_lib._classification(outputs)
+    classes = classification[tf.saved_model.CLASSIFY_OUTPUT_CLASSES].numpy()
+    scores = classification[tf.saved_model.CLASSIFY_OUTPUT_SCORES].numpy()
+    assert classes.tolist() == [[b"real", b"fake"]] * 4 and scores.dtype == np.float32
+    np.testing.assert_array_equal(scores[:3, 1] > scores[:3, 0], outputs[features.IS_FAKE].numpy()[:3])
+    np.testing.assert_allclose(scores[:3].sum(axis=1), 1.0, rtol=1e-6)
+    assert np.isnan(scores[3]).all()

@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,8 +13,9 @@ from fakeface import features, sample_data
 
 pytestmark = pytest.mark.slow
 
-NODES = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform",
-         "Trainer", "ServedModel", "Evaluator", "EvaluationReport", "Pusher"}
+NODES = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "ServedStatistics",
+         "DistributionValidator", "DataValidation", "Transform", "Trainer", "ServedModel", "Evaluator",
+         "EvaluationReport", "Pusher"}
 
 
 def test_every_step_ran_and_is_recorded_in_ml_metadata(pipeline_runs):
@@ -21,6 +23,20 @@ def test_every_step_ran_and_is_recorded_in_ml_metadata(pipeline_runs):
     assert set(first.executions) == NODES
     assert all(state == "COMPLETE" for state in first.executions.values()), first.executions
     assert first.blessed and first.pushed
+
+
+def test_a_schema_conforming_catalog_passes_the_gate_and_its_model_carries_its_statistics(pipeline_runs):
+    from fakeface.components.data_validation import executor as data_validation
+
+    _, first, _ = pipeline_runs
+    assert not first.validation_blocking and not first.validation_warnings
+    validation = data_validation.read_validation(os.path.dirname(first.validation_report))
+    # Nothing was served before the first run: the schema was checked, drift could not be.
+    assert validation["checked"][0].startswith("schema: ") and "drift: not checked" in validation["checked"][1]
+    assert "<h2>Data validation</h2>" in open(first.validation_report, encoding="utf-8").read()
+    # What the next run's drift check compares with.
+    statistics = os.path.join(first.pushed_destination, "assets.extra", "statistics")
+    assert sorted(os.listdir(statistics)) == ["Split-eval", "Split-test", "Split-train"]
 
 
 def test_unchanged_rerun_reuses_every_cached_result(pipeline_runs):
@@ -67,11 +83,18 @@ def test_pushed_model_scores_raw_encoded_images_of_any_size(pipeline_runs):
     np.testing.assert_allclose(by_example[features.FAKE_PROBABILITY].numpy(), probability[:1], rtol=1e-5)
 
 
-def test_pushed_model_refuses_bytes_that_are_not_an_image(pipeline_runs):
+def test_pushed_model_scores_no_bytes_that_are_not_an_image_and_says_why(pipeline_runs):
     _, first, _ = pipeline_runs
     model = tf.saved_model.load(first.pushed_destination)
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        model.signatures["serving_default"](image_bytes=tf.constant([b"definitely not an image"]))
+    image = sample_data.encode_jpeg(sample_data.render_image(sample_data.SOURCES[0], 0, 32, seed=9))
+    outputs = model.signatures["serving_default"](image_bytes=tf.constant([b"definitely not an image", image]))
+    probability = outputs[features.FAKE_PROBABILITY].numpy()
+    assert np.isnan(probability[0]) and not outputs[features.IS_FAKE].numpy()[0]
+    assert outputs[features.IMAGE_ERROR].numpy()[0].decode() == "not a JPEG, PNG, GIF or BMP image"
+    # The image beside it is scored as if it had travelled alone.
+    alone = model.signatures["serving_default"](image_bytes=tf.constant([image]))
+    assert outputs[features.IMAGE_ERROR].numpy()[1] == b""
+    assert probability[1] == pytest.approx(alone[features.FAKE_PROBABILITY].numpy()[0], abs=1e-6)
 
 
 def test_serving_applies_no_augmentation(pipeline_runs):
@@ -86,7 +109,8 @@ def test_serving_applies_no_augmentation(pipeline_runs):
               for _ in range(5)]
     assert len(set(scores)) == 1
     keras_model = tf.keras.models.load_model(first.pushed_destination)
-    direct = keras_model(preprocessing.decode_and_resize(tf.constant([image]), 32), training=False)
+    pixels, _ = preprocessing.decode_and_resize(tf.constant([image]), 32)
+    direct = keras_model(pixels, training=False)
     assert float(direct.numpy().ravel()[0]) == pytest.approx(float(scores[0]), abs=1e-6)
     graph = served.graph.as_graph_def()
     ops = {node.op for node in graph.node} | {node.op for f in graph.library.function for node in f.node_def}

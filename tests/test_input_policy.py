@@ -1,7 +1,6 @@
 """The "crop" input policy: native-resolution crops in training, tiles scored and averaged at serving."""
 
 import io
-import os
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import tensorflow as tf
 from PIL import Image
 
 from fakeface import features
-from fakeface.components.trainer import backbones, model as model_lib, training
+from fakeface.components.trainer import backbones, inputs, model as model_lib
 from fakeface.components.transform import preprocessing
 from fakeface.pipeline import config as config_lib
 
@@ -43,7 +42,7 @@ def _custom_config(**overrides):
     (3, [(0, 0), (0, 8), (0, 16), (18, 0), (18, 8), (18, 16), (36, 0), (36, 8), (36, 16)]),
 ])
 def test_tiles_cover_the_image_from_corner_to_corner_at_native_resolution(tiles_per_side, expected_corners):
-    tiles = preprocessing.decode_and_tile(tf.constant([_png(_coordinates(60, 40))]), CROP, tiles_per_side)
+    tiles, _ = preprocessing.decode_and_tile(tf.constant([_png(_coordinates(60, 40))]), CROP, tiles_per_side)
     assert tiles.shape == (1, tiles_per_side ** 2, CROP, CROP, 3)
     for tile, (top, left) in zip(tiles.numpy()[0], expected_corners):
         np.testing.assert_allclose(tile * 255, _coordinates(60, 40)[top:top + CROP, left:left + CROP], atol=1e-3)
@@ -51,7 +50,7 @@ def test_tiles_cover_the_image_from_corner_to_corner_at_native_resolution(tiles_
 
 def test_images_smaller_than_the_crop_are_padded_not_enlarged():
     pixels = _coordinates(16, 20)
-    tile = preprocessing.decode_and_tile(tf.constant([_png(pixels)]), CROP, 1).numpy()[0, 0] * 255
+    tile = preprocessing.decode_and_tile(tf.constant([_png(pixels)]), CROP, 1)[0].numpy()[0, 0] * 255
     np.testing.assert_allclose(tile[4:20, 2:22], pixels, atol=1e-3)
     assert tile[:4].max() == 0 and tile[:, :2].max() == 0
 
@@ -61,46 +60,26 @@ def test_training_crops_are_windows_of_the_decoded_image():
     decoded = preprocessing.decode(tf.constant(_png(pixels)))
     corners = set()
     for index in range(12):
-        crop = training.random_crop(tf.constant(index, tf.int64), decoded, CROP, seed=0).numpy() * 255
+        crop = inputs.random_crop(tf.constant(index, tf.int64), decoded, CROP, seed=0).numpy() * 255
         top, left = int(round(crop[0, 0, 0])), int(round(crop[0, 0, 1]))
         np.testing.assert_allclose(crop, pixels[top:top + CROP, left:left + CROP], atol=1e-3)
-        again = training.random_crop(tf.constant(index, tf.int64), decoded, CROP, seed=0).numpy() * 255
+        again = inputs.random_crop(tf.constant(index, tf.int64), decoded, CROP, seed=0).numpy() * 255
         np.testing.assert_array_equal(crop, again)
         corners.add((top, left))
     assert len(corners) > 6, "crops are drawn anywhere in the image"
-
-
-def _build_transform_graph(out_dir: str, transform_config, sample):
-    """preprocessing_fn run through tf.Transform's Beam implementation, as the Transform component runs it."""
-    import apache_beam as beam
-    import tensorflow_transform as tft
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
-
-    spec = {features.IMAGE_BYTES: tf.io.FixedLenFeature([], tf.string),
-            features.LABEL: tf.io.FixedLenFeature([], tf.int64)}
-    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
-    rows = [{features.IMAGE_BYTES: data, features.LABEL: i % 2} for i, data in enumerate(sample)]
-    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=os.path.join(out_dir, "tmp")):
-        transform_fn = (pipeline | beam.Create(rows), metadata) | tft_beam.AnalyzeDataset(
-            lambda inputs: preprocessing.preprocessing_fn(inputs, transform_config))
-        _ = transform_fn | tft_beam.WriteTransformFn(os.path.join(out_dir, "transform_graph"))
-    metadata_io.write_metadata(metadata, os.path.join(out_dir, "transform_graph",
-                                                      tft.TFTransformOutput.RAW_METADATA_DIR))
-    return tft.TFTransformOutput(os.path.join(out_dir, "transform_graph"))
 
 
 SIZES = [(60, 40), (30, 50), (24, 24), (41, 33), (70, 26), (50, 50)]
 
 
 @pytest.fixture(scope="module")
-def crop_setup(tmp_path_factory):
+def crop_setup(tmp_path_factory, build_transform_graph):
     """(custom config, transform output, encoded images, labels) under the crop policy."""
     root = tmp_path_factory.mktemp("crop")
     rng = np.random.default_rng(0)
     images = [_png(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in SIZES]
     config = _custom_config()
-    transform_output = _build_transform_graph(str(root), config["transform"], images[:2])
+    transform_output = build_transform_graph(str(root), config["transform"], images[:2])
     return config, transform_output, images, np.arange(len(images)) % 2
 
 
@@ -119,7 +98,7 @@ class _FakeDataAccessor:
 def test_training_input_is_random_native_crops_and_evaluation_is_every_tile(crop_setup):
     config, transform_output, images, labels = crop_setup
     accessor = _FakeDataAccessor(images, labels)
-    train = training.input_fn([], accessor, transform_output, 4, True, config)
+    train = inputs.input_fn([], accessor, transform_output, 4, True, config)
     batch, batch_labels = next(iter(train))
     assert batch.shape == (4, CROP, CROP, 3) and batch_labels.shape == (4, 1)
     for crop, encoded in zip(batch.numpy(), images):
@@ -128,12 +107,12 @@ def test_training_input_is_random_native_crops_and_evaluation_is_every_tile(crop
         assert np.any(np.all(np.abs(windows - crop) < 1e-6, axis=(-3, -2, -1))), \
             "a training crop is a window of the decoded image, never resampled"
 
-    evaluation = list(training.input_fn([], accessor, transform_output, 4, False, config))
+    evaluation = list(inputs.input_fn([], accessor, transform_output, 4, False, config))
     eval_images = np.concatenate([x.numpy() for x, _ in evaluation])
     eval_labels = np.concatenate([y.numpy() for _, y in evaluation]).ravel()
     assert eval_images.shape == (len(images) * 4, CROP, CROP, 3)
     np.testing.assert_array_equal(eval_labels, np.repeat(labels, 4))
-    first_tiles = preprocessing.decode_and_tile(tf.constant(images[:1]), CROP, 2).numpy()[0]
+    first_tiles = preprocessing.decode_and_tile(tf.constant(images[:1]), CROP, 2)[0].numpy()[0]
     np.testing.assert_allclose(eval_images[:4], first_tiles, atol=1e-6)
 
 
@@ -141,7 +120,7 @@ def test_blur_jpeg_applies_to_crops_in_training(crop_setup):
     config, transform_output, images, labels = crop_setup
     config = dict(config, trainer=dict(config["trainer"], augment_blur_jpeg_probability=1.0))
     accessor = _FakeDataAccessor(images, labels)
-    batch, _ = next(iter(training.input_fn([], accessor, transform_output, 4, True, config)))
+    batch, _ = next(iter(inputs.input_fn([], accessor, transform_output, 4, True, config)))
     assert batch.shape == (4, CROP, CROP, 3)
     decoded = preprocessing.decode(tf.constant(images[0])).numpy()
     windows = np.lib.stride_tricks.sliding_window_view(decoded, (CROP, CROP, 3))[..., 0, :, :, :]
@@ -166,7 +145,7 @@ def test_serving_scores_images_of_different_sizes_by_the_mean_of_their_tiles(cro
     model, serving_default = served
     scores = serving_default(image_bytes=tf.constant(images))[features.FAKE_PROBABILITY].numpy()
     assert scores.shape == (len(images),)
-    tiles = preprocessing.decode_and_tile(tf.constant(images), CROP, 2)
+    tiles, _ = preprocessing.decode_and_tile(tf.constant(images), CROP, 2)
     per_tile = model(tf.reshape(tiles, [-1, CROP, CROP, 3]), training=False).numpy().reshape(len(images), 4)
     np.testing.assert_allclose(scores, per_tile.mean(axis=1), rtol=1e-5)
     assert len(set(np.round(per_tile[0], 6))) > 1, "the tiles are scored separately"

@@ -89,6 +89,8 @@ def _tf_serving_config_classes():
     _field(batching, "thread_pool_name", 5, _F.TYPE_MESSAGE, ".google.protobuf.StringValue")
     _field(batching, "allowed_batch_sizes", 6, _F.TYPE_INT64, repeated=True)
     _field(batching, "pad_variable_length_inputs", 7, _F.TYPE_BOOL)
+    _field(batching, "enable_large_batch_splitting", 8, _F.TYPE_MESSAGE, ".google.protobuf.BoolValue")
+    _field(batching, "max_execution_batch_size", 9, _F.TYPE_MESSAGE, int64_value)
 
     prometheus = file_proto.message_type.add(name="PrometheusConfig")
     _field(prometheus, "enable", 1, _F.TYPE_BOOL)
@@ -545,17 +547,23 @@ def test_models_config_serves_fakeface_with_rollback_headroom():
 
 
 def test_batching_parameters_are_consistent():
+    from fakeface.serving import client as client_lib
+
     params = parse_batching_parameters((SERVING_DIR / "batching_parameters.pbtxt").read_text())
-    for field in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"):
+    for field in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches",
+                  "enable_large_batch_splitting", "max_execution_batch_size"):
         assert params.HasField(field), field
-    assert params.max_batch_size.value == 32
+    # Large requests are split into the batches the client sends by default.
+    assert params.enable_large_batch_splitting.value is True
+    assert params.max_execution_batch_size.value == client_lib.DEFAULT_BATCH_SIZE
+    assert params.max_batch_size.value >= 4 * params.max_execution_batch_size.value
+    # A larger request would not fit the empty queue (shared_batch_scheduler.h: ValidateBatchTaskQueueCapacity).
+    assert params.max_batch_size.value <= params.max_enqueued_batches.value * params.max_execution_batch_size.value
     assert 0 < params.batch_timeout_micros.value <= 10_000, "batching may add at most 10 ms latency"
     assert params.num_batch_threads.value >= 1
     assert params.max_enqueued_batches.value >= 1
-    sizes = list(params.allowed_batch_sizes)
-    assert sizes, "without allowed_batch_sizes every batch size compiles its own shapes"
-    assert sizes == sorted(set(sizes)) and sizes[0] >= 1, "TF Serving requires strictly increasing sizes"
-    assert sizes[-1] == params.max_batch_size.value, "TF Serving requires the last size to be max_batch_size"
+    # Padding to an allowed size repeats an image, which this model would decode again.
+    assert not params.allowed_batch_sizes
 
 
 def test_monitoring_config_enables_prometheus():

@@ -20,8 +20,9 @@ from fakeface.pipeline import config as config_lib
 from fakeface.pipeline import compiled_runner, kfp_entrypoint, kfp_platform, kubeflow_runner, schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TASKS = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform",
-         "Trainer", "ServedModel", "Evaluator", "EvaluationReport", "Pusher"}
+TASKS = {"ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "ServedStatistics",
+         "DistributionValidator", "DataValidation", "Transform", "Trainer", "ServedModel", "Evaluator",
+         "EvaluationReport", "Pusher"}
 BEAM_TASKS = {"ImageExampleGen", "StatisticsGen", "Transform", "Evaluator", "EvaluationReport"}
 KUBEFLOW = {
     "image": "registry.example/fakeface:test",
@@ -100,6 +101,18 @@ def test_the_spec_is_what_open_source_kfp_accepts(compiled):
     assert "constantValue" not in json.dumps(spec)  # the 2.0 encoding KFP's driver does not implement
 
 
+def test_the_data_validation_gate_runs_before_transform_as_a_container_task(compiled):
+    spec = compiled.documents[0]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert "DataValidation" in tasks["Transform"]["dependentTasks"]
+    gate = _executors(spec)["DataValidation"]["container"]
+    assert gate["image"] == KUBEFLOW["image"]
+    assert "fakeface.components.data_validation.executor.Executor" in " ".join(gate["args"])
+    anomalies = tasks["DataValidation"]["inputs"]["artifacts"]
+    assert anomalies["schema_anomalies"]["taskOutputArtifact"]["producerTask"] == "ExampleValidator"
+    assert anomalies["drift_anomalies"]["taskOutputArtifact"]["producerTask"] == "DistributionValidator"
+
+
 def test_every_condition_reads_inputs_of_its_own_task(compiled):
     tasks = compiled.documents[0]["root"]["dag"]["tasks"]
     conditions = {name: t["triggerPolicy"]["condition"] for name, t in tasks.items() if "triggerPolicy" in t}
@@ -160,7 +173,8 @@ def test_the_serving_volume_is_mounted_where_the_serving_folder_is_read_and_writ
     mounts = {task: executors[kfp_platform.executor_label(spec, task)].get("pvcMount")
               for task in spec["root"]["dag"]["tasks"] if kfp_platform.executor_label(spec, task) in executors}
     volume = [{"constant": "fakeface-models", "mountPath": "/models"}]
-    assert mounts == {"ServedModel": volume, "Pusher": volume, "Trainer": None}
+    assert mounts == {"ServedModel": volume, "ServedStatistics": volume, "EvaluationReport": volume,
+                      "Pusher": volume, "Trainer": None}
     kfp_platform.validate_platform_spec(platform)
     assert not any("serving_model_dir" in w for w in result["warnings"])
 

@@ -26,10 +26,19 @@ def test_pipeline_wires_every_component(config):
     built = pipeline.create_pipeline(config)
     nodes = _by_id(built)
     assert set(nodes) == {
-        "ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform",
-        "Trainer", "ServedModel", "Evaluator", "EvaluationReport", "Pusher"}
+        "ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "ServedStatistics",
+        "DistributionValidator", "DataValidation", "Transform", "Trainer", "ServedModel", "Evaluator",
+        "EvaluationReport", "Pusher"}
     assert nodes["Transform"].inputs["schema"].producer_component_id == "CuratedSchemaGen"
+    assert nodes["StatisticsGen"].inputs["schema"].producer_component_id == "CuratedSchemaGen"
     assert nodes["ExampleValidator"].inputs["statistics"].producer_component_id == "StatisticsGen"
+    assert nodes["DistributionValidator"].inputs["baseline_statistics"].producer_component_id == "ServedStatistics"
+    assert nodes["DataValidation"].inputs["schema_anomalies"].producer_component_id == "ExampleValidator"
+    assert nodes["DataValidation"].inputs["drift_anomalies"].producer_component_id == "DistributionValidator"
+    # The gate: Transform, and so everything after it, runs only once the data passed.
+    assert nodes["DataValidation"] in nodes["Transform"].upstream_nodes
+    assert nodes["EvaluationReport"].inputs["validation"].producer_component_id == "DataValidation"
+    assert nodes["Pusher"].inputs["statistics"].producer_component_id == "StatisticsGen"
     assert nodes["Trainer"].inputs["examples"].producer_component_id == "ImageExampleGen"
     assert nodes["Trainer"].inputs["transform_graph"].producer_component_id == "Transform"
     assert nodes["ServedModel"].inputs["candidate"].producer_component_id == "Trainer"
@@ -65,6 +74,24 @@ def test_code_source_selects_module_files_or_import_paths(config):
     assert installed["Transform"].exec_properties["preprocessing_fn"] == pipeline.PREPROCESSING_FN
     assert installed["Trainer"].exec_properties["run_fn"] == pipeline.RUN_FN
     assert not installed["Trainer"].exec_properties.get("module_file")
+
+
+def test_validation_settings_reach_the_gate_and_the_drift_check(config):
+    config.validation.fail_on = ["ERROR", "WARNING"]
+    config.validation.drift_severity = "ERROR"
+    config.validation.drift_thresholds = {"source": 0.25}
+    nodes = _by_id(pipeline.create_pipeline(config))
+    assert json.loads(nodes["DataValidation"].exec_properties["fail_on"]) == ["ERROR", "WARNING"]
+    assert nodes["DataValidation"].exec_properties["drift_severity"] == "ERROR"
+    drift = nodes["DistributionValidator"].exec_properties["distribution_validator_config"].default_slice_config.feature
+    assert [(list(f.path.step), f.distribution_comparator.infinity_norm.threshold) for f in drift] == [(["source"], 0.25)]
+    assert nodes["ServedStatistics"].exec_properties["serving_model_dir"] == os.path.abspath(
+        config.serving_model_dir_path)
+
+    config.validation.drift_thresholds = {}
+    nodes = _by_id(pipeline.create_pipeline(config))
+    assert "DistributionValidator" not in nodes and "ServedStatistics" not in nodes
+    assert "drift_anomalies" not in nodes["DataValidation"].inputs
 
 
 def test_baseline_none_blesses_without_the_served_model(config):
@@ -143,7 +170,7 @@ def test_eval_config_measures_what_the_report_promises():
     eval_config = evaluation.build_eval_config(config_lib.EvaluatorConfig())
     names = {json.loads(m.config)["name"] for spec in eval_config.metrics_specs for m in spec.metrics
              if m.config}
-    assert names == {evaluation.EXAMPLE_COUNT, evaluation.ACCURACY, evaluation.PRECISION, evaluation.RECALL,
+    assert names == {evaluation.EXAMPLE_COUNT, evaluation.MEAN_LABEL, evaluation.ACCURACY, evaluation.PRECISION, evaluation.RECALL,
                      evaluation.FALSE_POSITIVE_RATE, evaluation.CHECKED_FALSE_POSITIVE_RATE, evaluation.AUC, evaluation.AVERAGE_PRECISION,
                      evaluation.TPR_AT_1PCT_FPR, evaluation.CALIBRATION}
 

@@ -1,42 +1,31 @@
-"""Serving: the TF Serving wire contracts, the clients and `fakeface classify`.
+"""Serving: the clients, `fakeface predict` and `fakeface classify`, against the pushed model.
 
-No TF Serving binary exists where this is built, so the contracts are tested
-against the exported model itself:
-
-* REST: `decode_rest_request` / `encode_rest_response` below implement TF
-  Serving's JSON rules (tensorflow_serving/util/json_tensor.cc: row format
-  "instances" and columnar "inputs", {"b64": ...} for DT_STRING, one named
-  input may be given bare; "predictions" / "outputs" in the answer, strings
-  base64-encoded only for outputs named *_bytes). The client's body goes
-  through them into the signature.
-* gRPC: the client's PredictRequest, built with the official protos, is turned
-  into the signature's inputs with tf.make_ndarray, as TF Serving does.
-* End to end: an in-test REST server and an in-test gRPC server (the official
-  PredictionService and ModelService stubs) on 127.0.0.1, backed by the pushed
-  model, are driven by the real clients and CLI.
+The servers here are tests/tf_serving.py's emulation of TF Serving (not TF
+Serving: no model server binary is available where this is built), with its
+test hooks to make it fail on purpose; tests/test_tf_serving.py holds the
+contract tests that also run against a real tensorflow_model_server when one
+is on PATH.
 """
 
 import base64
 import csv
-import http.server
 import io
 import json
 import os
-import re
 import shutil
+import signal
 import socket
-import threading
+import subprocess
+import sys
 import time
-from concurrent import futures
 
-import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import predict_pb2
 
+import tf_serving
 from fakeface import features, sample_data
 from fakeface.serving import classify as classify_lib
 from fakeface.serving import client as client_lib
@@ -44,92 +33,6 @@ from fakeface import cli as fakeface_cli
 from fakeface.cli import errors as cli_errors
 
 MODEL_NAME = "fakeface"
-
-
-# ---------------------------------------------------------------- TF Serving's REST JSON rules
-
-class RestError(Exception):
-    """What TF Serving answers with HTTP 400 and {"error": str(e)}."""
-
-
-def _is_b64(value) -> bool:
-    return isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)
-
-
-def _decode_string_tensor(value):
-    """A DT_STRING JSON value (nested lists of strings / {"b64": ...}) as a numpy object array."""
-    if isinstance(value, list):
-        return np.array([_decode_string_tensor(v) for v in value], dtype=object) if value else \
-            np.array([], dtype=object)
-    if _is_b64(value):
-        try:
-            return base64.b64decode(value["b64"], validate=True)
-        except ValueError as e:
-            raise RestError(f"Unable to base64 decode: {e}") from e
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    raise RestError(f"JSON Value: {json.dumps(value)} Type: {type(value).__name__} is not of expected type: string")
-
-
-def decode_rest_request(body: bytes, input_names):
-    """(signature_name, {input: np.ndarray}, row_format) as TF Serving decodes a predict body."""
-    try:
-        request = json.loads(body)
-    except ValueError as e:
-        raise RestError(f"JSON Parse error: {e}") from e
-    if not isinstance(request, dict):
-        raise RestError("JSON Value is not an object")
-    signature = request.get("signature_name", "serving_default")
-    if ("instances" in request) == ("inputs" in request):
-        raise RestError("Missing 'inputs' or 'instances' key" if "instances" not in request else
-                        "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist")
-    if "instances" in request:
-        instances = request["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise RestError("Expecting 'instances' to be an list/array with at least one element")
-        named = isinstance(instances[0], dict) and not _is_b64(instances[0])
-        if named:
-            keys = set(instances[0])
-            if any(not isinstance(i, dict) or _is_b64(i) or set(i) != keys for i in instances):
-                raise RestError("Expecting object but got list / an object with different keys")
-            if keys != set(input_names):
-                raise RestError(f"Failed to process element: 0 key: {sorted(keys - set(input_names))} "
-                                "of 'instances' list. Error: Invalid argument: JSON object: does not have "
-                                "named input")
-            return signature, {k: _decode_string_tensor([i[k] for i in instances]) for k in keys}, True
-        if len(input_names) != 1:
-            raise RestError("instances without names need a signature with exactly one input")
-        return signature, {input_names[0]: _decode_string_tensor(instances)}, True
-    inputs = request["inputs"]
-    if isinstance(inputs, dict) and not _is_b64(inputs):
-        if set(inputs) != set(input_names):
-            raise RestError(f"Missing named input(s): {sorted(set(input_names) - set(inputs))}")
-        return signature, {k: _decode_string_tensor(v) for k, v in inputs.items()}, False
-    if len(input_names) != 1:
-        raise RestError("an unnamed 'inputs' value needs a signature with exactly one input")
-    return signature, {input_names[0]: _decode_string_tensor(inputs)}, False
-
-
-def _json_value(name: str, value):
-    if isinstance(value, bytes):
-        # TF Serving base64-encodes a string output only when its name ends in _bytes.
-        return {"b64": base64.b64encode(value).decode("ascii")} if name.endswith("_bytes") \
-            else value.decode("utf-8")
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    return value.item() if hasattr(value, "item") else value
-
-
-def encode_rest_response(outputs, row_format: bool) -> bytes:
-    columns = {name: [_json_value(name, v) for v in tensor.numpy()] for name, tensor in outputs.items()}
-    if row_format:
-        sizes = {len(v) for v in columns.values()}
-        assert len(sizes) == 1, "TF Serving refuses outputs with different batch sizes in row format"
-        rows = [{name: values[i] for name, values in columns.items()} for i in range(sizes.pop())]
-        return json.dumps({"predictions": rows}).encode()
-    return json.dumps({"outputs": columns}).encode()
 
 
 def _signature_inputs(signature):
@@ -183,146 +86,31 @@ def direct_scores(signature, image_files):
     return signature(image_bytes=tf.constant(data))[features.FAKE_PROBABILITY].numpy()
 
 
-class _RestHandler(http.server.BaseHTTPRequestHandler):
-    server_version = "FakeTFServing/REST"
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
-
-    def _send(self, status: int, body) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _model_found(self, verb: str) -> bool:
-        """Whether the path names the served model; answers 404 as TF Serving does when not."""
-        match = re.fullmatch(r"/v1/models/([^/:]+)(?:/versions/(\d+))?" + verb, self.path)
-        if not match:
-            self._send(404, {"error": "Malformed request: " + self.path})
-            return False
-        name, version = match.groups()
-        if name != MODEL_NAME or (version is not None and version != self.server.state.version):
-            wanted = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
-            self._send(404, {"error": f"Servable not found for request: {wanted}"})
-            return False
-        return True
-
-    def do_GET(self):
-        if self._model_found(""):
-            state = self.server.state
-            self._send(200, {"model_version_status": [{"version": state.version, "state": state.model_state,
-                                                       "status": {"error_code": "OK", "error_message": ""}}]})
-
-    def do_POST(self):
-        state = self.server.state
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        state.predict_requests += 1
-        if not self._model_found(":predict"):
-            return
-        if state.unavailable_for > 0:
-            state.unavailable_for -= 1
-            self._send(503, {"error": "The batch scheduling queue to which this task was submitted is full"})
-            return
-        try:
-            name, inputs, row_format = decode_rest_request(body, _signature_inputs(state.signature))
-            if name != "serving_default":
-                raise RestError(f'Serving signature name: "{name}" not found in signature def')
-            outputs = state.signature(**{k: tf.constant(list(v), tf.string) for k, v in inputs.items()})
-        except RestError as e:
-            self._send(400, {"error": str(e)})
-            return
-        except tf.errors.InvalidArgumentError as e:
-            self._send(400, {"error": e.message})
-            return
-        self._send(200, encode_rest_response(outputs, row_format))
-
-
-class _ServerState:
-    def __init__(self, signature, version: str):
-        self.signature = signature
-        self.version = version
-        self.model_state = "AVAILABLE"
-        self.predict_requests = 0
-        self.unavailable_for = 0
-
-
-class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, state):
-        self.state = state
-
-    def Predict(self, request, context):
-        state = self.state
-        state.predict_requests += 1
-        spec = request.model_spec
-        if spec.name != MODEL_NAME or (spec.HasField("version") and spec.version.value != int(state.version)):
-            wanted = (f"Specific({spec.name}, {spec.version.value})" if spec.HasField("version")
-                      else f"Latest({spec.name})")
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: {wanted}")
-        if request.model_spec.signature_name not in ("", "serving_default"):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f'Serving signature name: "{request.model_spec.signature_name}" not found')
-        inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
-        try:
-            outputs = state.signature(**inputs)
-        except (TypeError, tf.errors.InvalidArgumentError) as e:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, getattr(e, "message", str(e)))
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = MODEL_NAME
-        response.model_spec.version.value = int(state.version)
-        response.model_spec.signature_name = "serving_default"
-        for name, tensor in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(tensor.numpy()))
-        return response
-
-
-class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, state):
-        self.state = state
-
-    def GetModelStatus(self, request, context):
-        spec = request.model_spec
-        if spec.name != MODEL_NAME or (spec.HasField("version") and spec.version.value != int(self.state.version)):
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Could not find version(s) of model {spec.name}")
-        response = get_model_status_pb2.GetModelStatusResponse()
-        status = response.model_version_status.add()
-        status.version = int(self.state.version)
-        status.state = get_model_status_pb2.ModelVersionStatus.State.Value(self.state.model_state)
-        return response
+@pytest.fixture(scope="module")
+def served_base(model_dir, tmp_path_factory):
+    """A copy of the Pusher's base path, which tests may add versions to."""
+    base = tmp_path_factory.mktemp("serving") / MODEL_NAME
+    shutil.copytree(os.path.dirname(model_dir), base)
+    return str(base)
 
 
 @pytest.fixture(scope="module")
-def servers(model_dir, signature):
-    """(REST URL, gRPC target, REST state, gRPC state) of two in-test servers on 127.0.0.1."""
-    version = os.path.basename(model_dir.rstrip("/"))
-    rest_state, grpc_state = _ServerState(signature, version), _ServerState(signature, version)
-    http_server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RestHandler)
-    http_server.daemon_threads = True
-    http_server.state = rest_state
-    http_thread = threading.Thread(target=http_server.serve_forever, daemon=True)
-    http_thread.start()
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(grpc_state), grpc_server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(grpc_state), grpc_server)
-    grpc_port = grpc_server.add_insecure_port("127.0.0.1:0")
-    grpc_server.start()
-    try:
-        yield (f"http://127.0.0.1:{http_server.server_address[1]}", f"127.0.0.1:{grpc_port}",
-               rest_state, grpc_state)
-    finally:
-        http_server.shutdown()
-        http_server.server_close()
-        http_thread.join(timeout=10)
-        grpc_server.stop(grace=None).wait(timeout=10)
+def emulation(served_base):
+    server = tf_serving.Emulation(served_base)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def servers(emulation):
+    """(REST URL, gRPC target, the emulation) on 127.0.0.1."""
+    return emulation.rest_url, emulation.grpc_target, emulation
 
 
 @pytest.fixture
 def reset_servers(servers):
     yield servers
-    for state in servers[2:]:
-        state.model_state, state.unavailable_for = "AVAILABLE", 0
+    servers[2].model_state, servers[2].unavailable_for = "AVAILABLE", 0
 
 
 def _client(kind: str, servers, model_dir, **kwargs):
@@ -378,15 +166,18 @@ def test_retry_backoff_grows_and_is_bounded():
 
 
 def test_rest_decoder_follows_tf_serving_rules():
-    """The in-test decoder must itself be faithful, or the contract tests prove nothing."""
+    """The emulation's decoder must itself be faithful, or the contract tests prove nothing."""
     data = b"\xff\xd8 raw"
     b64 = {"b64": base64.b64encode(data).decode()}
-    names = ["image_bytes"]
+
+    def names(signature):
+        return ["image_bytes"]
+
     for body in ({"instances": [b64]}, {"instances": [{"image_bytes": b64}]},
                  {"inputs": [b64]}, {"inputs": {"image_bytes": [b64]}}):
-        _, inputs, _ = decode_rest_request(json.dumps(body).encode(), names)
+        _, inputs, _ = tf_serving.decode_rest_request(json.dumps(body).encode(), names)
         assert list(inputs["image_bytes"]) == [data]
-    _, inputs, _ = decode_rest_request(b'{"instances": ["plain"]}', names)
+    _, inputs, _ = tf_serving.decode_rest_request(b'{"instances": ["plain"]}', names)
     assert list(inputs["image_bytes"]) == [b"plain"]  # a bare JSON string is taken as UTF-8 bytes
     for bad, message in ((b"{}", "Missing 'inputs' or 'instances'"),
                          (b'{"instances": [], "inputs": []}', "only one of"),
@@ -394,8 +185,13 @@ def test_rest_decoder_follows_tf_serving_rules():
                          (b'{"instances": [{"b64": "!!"}]}', "base64"),
                          (b'{"instances": [{"images": "x"}]}', "named input"),
                          (b'{"instances": [3]}', "not of expected type: string")):
-        with pytest.raises(RestError, match=message):
-            decode_rest_request(bad, names)
+        with pytest.raises(tf_serving.ServingError, match=message):
+            tf_serving.decode_rest_request(bad, names)
+
+
+def test_every_reason_is_one_line():
+    result = client_lib.Result("a.jpg", error="Graph execution error:\n\n  assertion failed\n\t[[node]]")
+    assert result.error == "Graph execution error: assertion failed [[node]]"
 
 
 # ---------------------------------------------------------------- wire contracts against the pushed model
@@ -406,12 +202,12 @@ def test_rest_body_from_the_client_decodes_to_the_signature_inputs(signature, ro
     images = _good_images()
     backend = client_lib.RestBackend("http://127.0.0.1:1", row_format=row_format)
     body = json.dumps(backend.request_body(images)).encode()
-    name, inputs, decoded_row_format = decode_rest_request(body, _signature_inputs(signature))
+    name, inputs, decoded_row_format = tf_serving.decode_rest_request(body, lambda _: _signature_inputs(signature))
     assert (name, decoded_row_format) == ("serving_default", row_format)
     assert list(inputs["image_bytes"]) == images  # bit-exact: no client-side preprocessing
 
     outputs = signature(image_bytes=tf.constant(list(inputs["image_bytes"])))
-    response = json.loads(encode_rest_response(outputs, row_format))
+    response = json.loads(tf_serving.encode_rest_response({k: v.numpy() for k, v in outputs.items()}, row_format))
     # The client reads some of the signature's outputs; decision_score is for TFMA.
     signature_outputs = set(client_lib.OUTPUTS) | {features.DECISION_SCORE}
     if row_format:
@@ -453,9 +249,15 @@ def test_grpc_request_from_the_client_converts_to_the_signature_inputs(signature
 KINDS = ["rest", "rest-columnar", "grpc", "in-process"]
 
 
+def _trained_at(model_dir) -> str:
+    with open(os.path.join(model_dir, "assets.extra", "training.json")) as f:
+        return json.load(f)["model_version"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
-def test_every_client_gives_the_signatures_scores(kind, servers, model_dir, image_files, direct_scores):
+def test_every_client_gives_the_signatures_scores_and_both_version_ids(kind, servers, model_dir, image_files,
+                                                                      direct_scores):
     with _client(kind, servers, model_dir, batch_size=2) as client:  # several requests, one partial
         results = list(client.predict_files(image_files))
         version = client.model_status()
@@ -463,27 +265,56 @@ def test_every_client_gives_the_signatures_scores(kind, servers, model_dir, imag
     np.testing.assert_allclose([r.fake_probability for r in results], direct_scores, rtol=1e-6)
     assert all(r.is_fake == (r.fake_probability > r.threshold) for r in results)
     assert version == os.path.basename(model_dir)
+    assert {(r.served_version, r.model_version) for r in results} == {(version, _trained_at(model_dir))}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_corrupt_file_fails_alone_with_the_models_reason(kind, servers, model_dir, image_files,
                                                            direct_scores, tmp_path):
+    photo = sample_data.encode_jpeg(sample_data.render_image(sample_data.SOURCES[1], 0, 256, seed=4))
     truncated = tmp_path / "truncated.jpg"
-    truncated.write_bytes(open(image_files[0], "rb").read()[:300])
+    truncated.write_bytes(photo[:len(photo) * 2 // 3])
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     paths = image_files[:2] + [str(truncated)] + image_files[2:] + [str(text), str(tmp_path / "missing.jpg")]
+    requests_before = servers[2].requests
     with _client(kind, servers, model_dir, batch_size=8) as client:
         results = list(client.predict_files(paths))
     assert [r.path for r in results] == paths
     by_path = {r.path: r for r in results}
-    assert "JPEG" in by_path[str(truncated)].error
-    assert "Unknown image file format" in by_path[str(text)].error
+    assert by_path[str(truncated)].error == ("the image data cannot be decoded: corrupt, truncated or of a kind "
+                                             "the model does not take")
+    assert by_path[str(text)].error == "not a JPEG, PNG, GIF or BMP image"
     assert "cannot read the file" in by_path[str(tmp_path / "missing.jpg")].error
     good = [by_path[p] for p in image_files]
     assert all(r.ok for r in good)
     np.testing.assert_allclose([r.fake_probability for r in good], direct_scores, rtol=1e-6)
+    if kind != "in-process":  # one request: the bad files failed in it, not it
+        assert servers[2].requests - requests_before == 1
+
+
+@pytest.mark.slow
+def test_rest_answers_are_traced_to_the_version_that_gave_them_across_a_rollout(servers, served_base, model_dir):
+    """REST answers do not name their version: the client addresses the newest and follows rollouts."""
+    emulation = servers[2]
+    first = int(os.path.basename(model_dir))
+    image = _good_images()[0]
+    try:
+        with _client("rest", servers, model_dir) as client:
+            [before] = client.predict([("a.jpg", image)])
+            # Two newer versions pushed: with num_versions 2 the first is unloaded.
+            for version in (first + 1, first + 2):
+                shutil.copytree(model_dir, os.path.join(served_base, str(version)))
+            emulation.poll()
+            assert sorted(emulation.servables) == [first + 1, first + 2]
+            [after] = client.predict([("a.jpg", image)])
+    finally:
+        for version in (first + 1, first + 2):
+            shutil.rmtree(os.path.join(served_base, str(version)), ignore_errors=True)
+        emulation.poll()
+    assert (before.served_version, after.served_version) == (str(first), str(first + 2))
+    assert after.fake_probability == pytest.approx(before.fake_probability)
 
 
 @pytest.mark.slow
@@ -507,23 +338,36 @@ def test_an_unreachable_server_fails_fast_after_counted_retries(kind):
 
 @pytest.mark.slow
 def test_a_transient_503_is_retried_with_backoff_and_then_succeeds(reset_servers, model_dir, image_files):
-    rest_state = reset_servers[2]
-    rest_state.unavailable_for = 2
-    before = rest_state.predict_requests
+    emulation = reset_servers[2]
+    emulation.unavailable_for = 2
+    before = emulation.requests
     with _client("rest", reset_servers, model_dir, batch_size=8) as client:
         results = list(client.predict_files(image_files))
     assert all(r.ok for r in results)
-    assert rest_state.predict_requests - before == 3 and len(client.sleeps) == 2
+    assert emulation.requests - before == 3 and len(client.sleeps) == 2
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rest", "grpc"])
-def test_a_rejected_file_is_not_retried(kind, servers, model_dir):
-    state = servers[2] if kind.startswith("rest") else servers[3]
-    before = state.predict_requests
+def test_a_request_rejected_as_a_whole_is_halved_and_not_retried(kind, servers, model_dir):
+    """A request the server refuses as a whole is halved until the image it chokes on is alone."""
+    emulation = servers[2]
+    before = emulation.requests
+    images = _good_images()[:3]
     with _client(kind, servers, model_dir) as client:
-        [result] = client.predict([("bad.jpg", b"bad")])
-    assert not result.ok and state.predict_requests - before == 1 and client.sleeps == []
+        backend = client.backend
+        real_predict = backend.predict
+
+        def predict(batch):  # a server that refuses any request holding the second image
+            if images[1] in batch:
+                raise client_lib.RequestRejected("Task size 3 is larger than maximum input batch size 2")
+            return real_predict(batch)
+
+        backend.predict = predict
+        results = list(client.predict([(f"{i}.jpg", data) for i, data in enumerate(images)]))
+    assert [r.ok for r in results] == [True, False, True] and client.sleeps == []
+    assert results[1].error == "Task size 3 is larger than maximum input batch size 2"
+    assert emulation.requests - before == 2
 
 
 @pytest.mark.slow
@@ -532,7 +376,7 @@ def test_a_model_that_is_not_loaded_gives_a_clear_error(kind, reset_servers, mod
     with _client(kind, reset_servers, model_dir, model_name="nosuchmodel") as client:
         with pytest.raises(client_lib.ModelNotFound, match="'nosuchmodel' is not loaded"):
             client.model_status()
-        with pytest.raises(client_lib.ModelNotFound, match="Servable not found"):
+        with pytest.raises(client_lib.ModelNotFound, match="'nosuchmodel' is not loaded"):
             list(client.predict([("a.jpg", b"x")]))
         assert client.sleeps == []  # not transient: no retries
     served = int(os.path.basename(model_dir))
@@ -542,8 +386,7 @@ def test_a_model_that_is_not_loaded_gives_a_clear_error(kind, reset_servers, mod
     with _client(kind, reset_servers, model_dir, version=served + 1) as client:
         with pytest.raises(client_lib.ModelNotFound):
             list(client.predict([("a.jpg", _good_images()[0])]))
-    for state in reset_servers[2:]:
-        state.model_state = "LOADING"
+    reset_servers[2].model_state = "LOADING"
     with _client(kind, reset_servers, model_dir) as client:
         with pytest.raises(client_lib.ModelNotFound, match="no AVAILABLE version.*LOADING"):
             client.model_status()
@@ -573,6 +416,8 @@ def test_predict_command_prints_csv_and_json_and_flags_failures(target, servers,
     assert broken[0]["decision"] == "error" and broken[0]["error"]
     scored = {os.path.basename(r["path"]): float(r["fake_probability"]) for r in rows if r["decision"] != "error"}
     np.testing.assert_allclose([scored[os.path.basename(p)] for p in image_files], direct_scores, rtol=1e-5)
+    assert {(r["served_version"], r["model_version"]) for r in rows} == {
+        (os.path.basename(model_dir), _trained_at(model_dir))}
     assert "1 of 6 file(s) could not be scored" in captured.err
 
     assert _cli(["predict", target, value, "--format", "json", *image_files]) == cli_errors.EXIT_OK
@@ -641,7 +486,8 @@ def test_classify_accounts_for_every_file_and_overwrites_nothing(model_dir, tmp_
     (dst / "fake" / "face.jpg").write_bytes(b"another of the user's files")
 
     assert _cli(["classify", str(src), str(dst), "--model", model_dir, "--no-progress"]) == 0
-    assert f"{len(files)} file(s) copied" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith(f"{len(files)} file(s) copied: ") and "2 unreadable" in lines[-1]
     outputs = _outputs(dst)
     assert outputs.pop("real/face.jpg") == b"the user's own file"
     assert outputs.pop("fake/face.jpg") == b"another of the user's files"
@@ -659,19 +505,23 @@ def test_classify_accounts_for_every_file_and_overwrites_nothing(model_dir, tmp_
         rel = os.path.relpath(row["source"], source_root)
         assert outputs[row["destination"]] == files[rel]
         assert row["category"] == row["destination"].split("/")[0]
+        assert (row[features.SERVED_VERSION], row[features.MODEL_VERSION]) == (
+            os.path.basename(model_dir), _trained_at(model_dir))
         if row["category"] == "unreadable":
-            assert row["reason"] and row[features.FAKE_PROBABILITY] == ""
+            assert row["reason"] and "\n" not in row["reason"] and row[features.FAKE_PROBABILITY] == ""
         else:
             probability = float(row[features.FAKE_PROBABILITY])
             assert 0 <= probability <= 1 and row["reason"] == ""
             assert row["category"] == ("fake" if probability >= float(row[features.THRESHOLD]) else "real")
     assert (src / "a" / "corrupt.jpg").exists()  # copied, not moved
 
-    # A re-run finds everything done and changes nothing.
+    # A re-run finds everything done and changes nothing; --strict still fails on the unreadable files.
     before = {p: os.stat(dst / p).st_mtime_ns for p in outputs}
-    with client_lib.make_client(model_dir=model_dir) as client:
-        summary = classify_lib.classify(client, str(src), str(dst), progress=False)
-    assert (summary.placed, summary.skipped) == (0, len(files))
+    assert _cli(["classify", str(src), str(dst), "--model", model_dir, "--no-progress", "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "--strict: 2 file(s) unreadable" in captured.err
+    assert captured.out.splitlines()[-1].startswith(f"0 file(s) copied: 0 real, 0 fake, 0 unreadable; "
+                                                    f"{len(files)} already done")
     assert _scores(dst) == rows
     assert {p: os.stat(dst / p).st_mtime_ns for p in before} == before
 
@@ -722,7 +572,13 @@ def test_classify_with_rotation_tta_keeps_the_structure_and_gives_probabilities(
     rows = _scores(dst)
     assert len(rows) == len(files) and sorted(_outputs(dst).values()) == sorted(files.values())
     assert sum(r["category"] == "unreadable" for r in rows) == 2
-    assert all(0 <= float(r[features.FAKE_PROBABILITY]) <= 1 for r in rows if r["category"] != "unreadable")
+    # Each file's score is the mean over its own rotations.
+    signature = tf.saved_model.load(model_dir).signatures["serving_default"]
+    for row in rows:
+        if row["category"] != "unreadable":
+            rotated = classify_lib.rotations(open(row["source"], "rb").read(), [-15, 0, 15])
+            expected = signature(image_bytes=tf.constant(rotated))[features.FAKE_PROBABILITY].numpy().mean()
+            assert float(row[features.FAKE_PROBABILITY]) == pytest.approx(float(expected), abs=2e-6)
 
 
 def test_rotation_variants_are_lossless_png_and_angle_zero_is_the_original():
@@ -739,3 +595,85 @@ def test_classify_refuses_a_source_inside_the_destination(tmp_path):
     (tmp_path / "dst" / "inbox").mkdir(parents=True)
     with pytest.raises(ValueError, match="must not be the destination"):
         classify_lib.classify(None, str(tmp_path / "dst" / "inbox"), str(tmp_path / "dst"), progress=False)
+
+
+@pytest.mark.slow
+def test_classify_removes_what_a_killed_run_left_unless_another_run_is_at_work(model_dir, tmp_path):
+    import fcntl
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = _make_source_folder(src)
+    (dst / "real").mkdir(parents=True)
+    leftover = dst / "real" / (classify_lib.PARTIAL_PREFIX + "killed")
+    leftover.write_bytes(b"half a copy")
+    # Another run at work: its temporary files are live, so they stay.
+    with open(dst / classify_lib.LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        with client_lib.make_client(model_dir=model_dir) as client:
+            classify_lib.classify(client, str(src), str(dst), progress=False)
+    assert leftover.exists()
+    # No other run: what a killed run left is removed.
+    with client_lib.make_client(model_dir=model_dir) as client:
+        summary = classify_lib.classify(client, str(src), str(dst), progress=False)
+    assert not leftover.exists() and summary.skipped == len(files)
+    assert not [name for _, _, names in os.walk(dst) for name in names
+                if name.startswith(classify_lib.PARTIAL_PREFIX)]
+
+
+@pytest.mark.slow
+def test_classify_takes_over_the_scores_of_an_earlier_version(model_dir, tmp_path):
+    """A scores.csv without the served_version column gets it, empty for the rows it had."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    files = _make_source_folder(src)
+    with client_lib.make_client(model_dir=model_dir) as client:
+        classify_lib.classify(client, str(src), str(dst), progress=False)
+    rows = _scores(dst)
+    old_columns = [c for c in classify_lib.COLUMNS if c != features.SERVED_VERSION]
+    with open(dst / classify_lib.SCORES_FILE, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows[:-1])  # the last file not done yet
+    with client_lib.make_client(model_dir=model_dir) as client:
+        summary = classify_lib.classify(client, str(src), str(dst), progress=False)
+    assert (summary.skipped, summary.placed) == (len(files) - 1, 1)
+    migrated = _scores(dst)
+    assert list(migrated[0]) == list(classify_lib.COLUMNS)
+    assert [r[features.SERVED_VERSION] for r in migrated] == [""] * (len(files) - 1) + [os.path.basename(model_dir)]
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.slow
+def test_an_interrupted_classify_says_how_to_resume_and_the_next_run_finishes(model_dir, tmp_path):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    image = sample_data.encode_jpeg(sample_data.render_image(sample_data.SOURCES[0], 0, 32, seed=5))
+    for i in range(150):
+        (src / f"{i:03d}.jpg").write_bytes(image + i.to_bytes(2, "big"))  # distinct files
+    fakeface = os.path.join(os.path.dirname(sys.executable), "fakeface")
+    command = [fakeface, "classify", str(src), str(dst), "--model", model_dir, "--batch-size", "1", "--no-progress"]
+    # As from a terminal: a shell starts background jobs with Ctrl-C ignored.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    started = _wait_for(lambda: len(_scores(dst)) >= 3 if (dst / classify_lib.SCORES_FILE).exists() else False,
+                        timeout=120)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert started, err.decode()
+    assert process.returncode == cli_errors.EXIT_INTERRUPTED, err.decode()
+    assert err.decode().strip().splitlines()[-1] == "fakeface classify: interrupted; run it again to resume"
+    assert "Traceback" not in err.decode()
+    done = len(_scores(dst))
+    assert 3 <= done < 150
+
+    finished = subprocess.run(command, capture_output=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr.decode()
+    assert finished.stdout.decode().splitlines()[-1].startswith(f"{150 - done} file(s) copied")
+    assert len(_scores(dst)) == 150 and len(_outputs(dst)) == 150

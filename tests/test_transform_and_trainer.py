@@ -8,7 +8,7 @@ import tensorflow as tf
 import tensorflow_hub as hub
 from PIL import Image
 
-from fakeface import features
+from fakeface import features, sample_data
 from fakeface.components.trainer import augmentation, backbones, model as model_lib
 from fakeface.components.transform import preprocessing
 
@@ -34,19 +34,76 @@ def test_preprocessing_decodes_any_common_image_to_the_configured_size():
     images = out[features.IMAGE].numpy()
     assert images.shape == (5, 32, 32, 3) and images.dtype == np.float32
     assert images.min() >= 0.0 and images.max() <= 1.0
+    assert out[features.IMAGE_ERROR].numpy().tolist() == [b""] * 5
     np.testing.assert_array_equal(out[features.LABEL].numpy(), [0, 1, 0, 1, 0])
 
 
 def test_images_already_at_the_model_size_keep_every_pixel():
     """Up-sampling fingerprints live in single pixels; no resampling may blur them."""
     pixels = np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-    decoded = preprocessing.decode_and_resize(tf.constant([_encode(pixels, "PNG")]), 32).numpy()[0]
+    decoded = preprocessing.decode_and_resize(tf.constant([_encode(pixels, "PNG")]), 32)[0].numpy()[0]
     np.testing.assert_allclose(decoded, pixels / 255.0, atol=1e-6)
 
 
-def test_bytes_that_are_not_an_image_fail_loudly():
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        preprocessing.decode_and_resize(tf.constant([b"\xff\xd8 truncated jpeg"]), 32)
+def _photo(height: int, width: int, seed: int = 0, **save) -> bytes:
+    """A sample face, cut to height x width, as a JPEG."""
+    side = max(height, width) + max(height, width) % 2
+    pixels = sample_data.render_image(sample_data.SOURCES[seed % len(sample_data.SOURCES)], seed, side, seed=seed)
+    return _encode(np.ascontiguousarray(pixels[:height, :width]), "JPEG", quality=92, **save)
+
+
+def test_bad_images_fail_alone_with_a_one_line_reason():
+    """TF Serving merges requests into one batch: a bad image must not fail the others."""
+    good = _photo(48, 40)
+    half_jpeg = _photo(120, 100, seed=1)
+    half_jpeg = half_jpeg[:len(half_jpeg) // 2]
+    batch = [good, b"\xff\xd8\xff truncated jpeg", b"plain text", half_jpeg, _png_claiming(100_000, 100_000), good]
+    images, reasons = preprocessing.decode_and_resize(tf.constant(batch), 32)
+    reasons = [r.decode() for r in reasons.numpy()]
+    assert reasons == [
+        "", "the image header cannot be read", "not a JPEG, PNG, GIF or BMP image",
+        "the image data cannot be decoded: corrupt, truncated or of a kind the model does not take",
+        "image of 10000000000 pixels by its header, over the limit of 64000000", ""]
+    alone, _ = preprocessing.decode_and_resize(tf.constant([good]), 32)
+    for index in (0, 5):
+        np.testing.assert_array_equal(images[index], alone[0])
+    assert not images.numpy()[1:5].any()
+    # Every image failing leaves nothing to batch; the answer is still one row each.
+    images, reasons = preprocessing.decode_and_resize(tf.constant([b"x", b"y"]), 32)
+    assert images.shape == (2, 32, 32, 3) and all(reasons.numpy())
+
+
+@pytest.mark.parametrize("height, width, ratio", [
+    (70, 200, 2), (130, 129, 4), (600, 256, 8), (63, 900, 1), (40, 40, 1)])
+def test_a_jpeg_at_least_twice_the_model_size_is_decoded_down_scaled_in_the_dct_domain(height, width, ratio):
+    """The largest of libjpeg's 1/2, 1/4, 1/8 that keeps the shorter side at least the model's."""
+    data = _photo(height, width)
+    image = preprocessing.resize(tf.constant(data), 32).numpy()
+    expected = tf.image.resize(tf.image.convert_image_dtype(
+        tf.io.decode_jpeg(data, channels=3, ratio=ratio), tf.float32), [32, 32], antialias=True)
+    np.testing.assert_allclose(image, tf.clip_by_value(expected, 0.0, 1.0), atol=1e-6)
+    full = tf.clip_by_value(tf.image.resize(preprocessing.decode(tf.constant(data)), [32, 32], antialias=True), 0, 1)
+    # Another low-pass filter than resize's, so close, not equal: the same picture.
+    assert np.abs(image - full.numpy()).mean() < 0.03, "close to resizing the fully decoded image"
+
+
+def test_libjpeg_refuses_the_same_jpegs_at_every_ratio():
+    """The DCT-domain path accepts exactly the JPEGs a full decode does."""
+    rng = np.random.default_rng(7)
+    accepted = []
+    for progressive in (False, True):
+        base = _photo(160, 136, seed=2, progressive=progressive)
+        hostile = [base[:size] for size in (200, 600, len(base) // 2, len(base) - 2)]
+        for _ in range(12):
+            data = bytearray(base)
+            for position in rng.integers(0, len(data), int(rng.integers(1, 6))):
+                data[position] = int(rng.integers(0, 256))
+            hostile.append(bytes(data))
+        _, full = preprocessing.decode_and_resize(tf.constant(hostile), 160)  # no down-scaling
+        _, scaled = preprocessing.decode_and_resize(tf.constant(hostile), 16)  # 1/8
+        np.testing.assert_array_equal(full.numpy() == b"", scaled.numpy() == b"")
+        accepted.extend(full.numpy() == b"")
+    assert 0 < sum(accepted) < len(accepted), "the hostile files include accepted and refused ones"
 
 
 def _png_claiming(width: int, height: int) -> bytes:
@@ -70,9 +127,9 @@ def test_header_pixel_count_matches_the_image(fmt):
 
 
 def test_a_file_claiming_a_huge_image_is_refused_before_decoding():
-    """A decompression bomb must fail its request, not take the server's memory."""
+    """A decompression bomb must fail, not take the server's memory."""
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than 64000000 pixels"):
-        preprocessing.decode_and_resize(tf.constant([_png_claiming(100_000, 100_000)]), 32)
+        preprocessing.decode(tf.constant(_png_claiming(100_000, 100_000)))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ class Report:
     """Everything the page, the JSON and the CSVs show about one model."""
 
     model_uri: str
-    model_version: str
+    model_version: str  # when it was trained
     threshold: float
     decision: Dict[str, Any]  # how the threshold was chosen (training.json)
     blessed: Optional[bool]
@@ -22,13 +22,19 @@ class Report:
     slices: List[Dict[str, Any]]  # TFMA: {"slice": ..., metric: value, ...}
     predictions: List[Dict[str, Any]]  # one per test image, with a score per column
     columns: List[str]
+    # Per score column: the threshold its accuracies are read at and how it was chosen.
+    column_decisions: Dict[str, Dict[str, Any]]
     settings: Dict[str, Any]  # the robustness, TTA and blessing settings used
     training_curves_png: Optional[bytes] = None
+    # The version TF Serving serves it under; "" while it is not pushed.
+    served_version: str = ""
+    # DataValidation's validation.json: what was checked and what warned.
+    validation: Optional[Dict[str, Any]] = None
 
     # Derived once: the page, the JSON and the CSVs each read them several times.
     @functools.cached_property
     def sources(self) -> List[Dict[str, Any]]:
-        return tables.source_rows(self.predictions, self.threshold, self.columns,
+        return tables.source_rows(self.predictions, {c: self.column_decisions[c]["threshold"] for c in self.columns},
                                   int(self.settings.get("min_real_images") or 1))
 
     @functools.cached_property

@@ -17,8 +17,10 @@ EXAMPLES_KEY = "examples"
 MODEL_KEY = "model"
 EVALUATION_KEY = "evaluation"
 BLESSING_KEY = "blessing"
+VALIDATION_KEY = "validation"
 REPORT_KEY = "report"
 EVALUATOR_CONFIG_KEY = "evaluator_config"
+SERVING_MODEL_DIR_KEY = "serving_model_dir"
 # Custom properties of the report artifact, which `fakeface run` and
 # `fakeface run-compiled` read back.
 REPORT_HTML_PROPERTY = "report_html"
@@ -36,7 +38,8 @@ class Executor(base_executor.BaseExecutor):
         report = report_lib.build(
             examples_uri=uri(EXAMPLES_KEY), model_uri=uri(MODEL_KEY),
             evaluation_uri=uri(EVALUATION_KEY), blessing_uri=uri(BLESSING_KEY),
-            evaluator=json.loads(exec_properties[EVALUATOR_CONFIG_KEY]))
+            evaluator=json.loads(exec_properties[EVALUATOR_CONFIG_KEY]), validation_uri=uri(VALIDATION_KEY),
+            serving_model_dir=exec_properties[SERVING_MODEL_DIR_KEY])
         output = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         path = report_lib.write(report, output.uri)
         output.set_string_custom_property(REPORT_HTML_PROPERTY, path)

@@ -17,6 +17,7 @@ import math
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from fakeface.components.data_validation import executor as data_validation
 from fakeface.components.evaluation_report import page, scoring, verdict
 from fakeface.components.evaluation_report.content import Report
 
@@ -37,6 +38,24 @@ def _training_record(model_dir: str) -> Dict[str, Any]:
         return json.load(f)
 
 
+def served_version(serving_model_dir: Optional[str], model_version: str) -> str:
+    """The version folder under `serving_model_dir` that holds the model trained at `model_version`; "" if none.
+
+    The Pusher numbers a version when it pushes, so only the training record
+    the model carries ties the two ids together.
+    """
+    import tensorflow as tf
+
+    if not serving_model_dir or not model_version or not tf.io.gfile.isdir(serving_model_dir):
+        return ""
+    for name in sorted(tf.io.gfile.listdir(serving_model_dir)):
+        name = name.rstrip("/")
+        if name.isdigit() and _training_record(os.path.join(serving_model_dir, name)).get(
+                "model_version") == model_version:
+            return name
+    return ""
+
+
 def _read_optional(path: str) -> Optional[bytes]:
     import tensorflow as tf
 
@@ -47,11 +66,16 @@ def _read_optional(path: str) -> Optional[bytes]:
 
 
 def build(examples_uri: str, model_uri: str, evaluation_uri: Optional[str],
-          blessing_uri: Optional[str], evaluator: Dict[str, Any]) -> Report:
-    """Scores the test split and gathers the Evaluator's verdict into a Report."""
+          blessing_uri: Optional[str], evaluator: Dict[str, Any], validation_uri: Optional[str] = None,
+          serving_model_dir: Optional[str] = None) -> Report:
+    """Scores the test split and gathers the Evaluator's verdict and the data validation into a Report.
+
+    `serving_model_dir`, TF Serving's model base path, is where the model's
+    served version is looked for.
+    """
     model_dir = _model_dir(model_uri)
-    scored = scoring.score_test_split(model_dir, examples_uri, evaluator)
     training = _training_record(model_dir)
+    scored = scoring.score_test_split(model_dir, examples_uri, evaluator, training)
     blessed = None
     failures: List[str] = []
     if blessing_uri:
@@ -65,10 +89,12 @@ def build(examples_uri: str, model_uri: str, evaluation_uri: Optional[str],
         model_uri=model_uri, model_version=scored["model_version"], threshold=scored["threshold"],
         decision=training.get("decision", {}), blessed=blessed, failures=failures,
         slices=verdict.tfma_slices(evaluation_uri) if evaluation_uri else [],
-        predictions=scored["predictions"], columns=scored["columns"],
+        predictions=scored["predictions"], columns=scored["columns"], column_decisions=scored["column_decisions"],
         settings={k: evaluator.get(k) for k in ("robustness_jpeg_quality", "robustness_scale", "tta_angles",
                                                 "min_real_images")},
-        training_curves_png=_read_optional(os.path.join(model_dir, "assets.extra", "training_curves.png")))
+        training_curves_png=_read_optional(os.path.join(model_dir, "assets.extra", "training_curves.png")),
+        validation=data_validation.read_validation(validation_uri) if validation_uri else None,
+        served_version=served_version(serving_model_dir, scored["model_version"]))
 
 
 # ------------------------------------------------------------- writing
@@ -96,10 +122,11 @@ def _jsonable(value: Any) -> Any:
 def summary(report: Report) -> Dict[str, Any]:
     return _jsonable({
         "model_uri": report.model_uri, "model_version": report.model_version,
+        "served_version": report.served_version,
         "threshold": report.threshold, "decision": report.decision, "blessed": report.blessed,
         "not_blessed_because": report.failures, "overall": report.overall,
-        "sources": report.sources, "columns": report.columns, "settings": report.settings,
-        "slices": report.slices})
+        "sources": report.sources, "columns": report.columns, "column_decisions": report.column_decisions,
+        "settings": report.settings, "slices": report.slices, "validation": report.validation})
 
 
 def write(report: Report, out_dir: str, compare: Optional[Report] = None) -> str:

@@ -11,6 +11,8 @@ from typing import Any, Dict, List, Sequence
 from fakeface import features
 
 SPLIT = "test"
+# Where the model's threshold was chosen, and so the rotation-averaged score's.
+CALIBRATION_SPLIT = "eval"
 # Score columns of the predictions: the model on the test images as stored,
 # and on each perturbed copy. Missing when the config turns them off.
 ORIGINAL = "original"
@@ -22,12 +24,12 @@ _PREDICTION_FEATURES = (features.SOURCE, features.LABEL, features.GENERATOR, fea
                         features.CONTENT_HASH)
 
 
-def _test_records(examples_uri: str) -> List[Dict[str, Any]]:
+def _records(examples_uri: str, split: str) -> List[Dict[str, Any]]:
     import tensorflow as tf
 
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{SPLIT}", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     if not files:
-        raise FileNotFoundError(f"{examples_uri}: no {SPLIT} split to report on")
+        raise FileNotFoundError(f"{examples_uri}: no {split} split to report on")
     records = []
     for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
         example = tf.train.Example.FromString(serialized)
@@ -71,6 +73,11 @@ def _predict(backend, images: Sequence[bytes], batch_size: int = 32) -> List[Dic
     rows: List[Dict[str, Any]] = []
     for start in range(0, len(images), batch_size):
         rows.extend(backend.predict(images[start:start + batch_size]))
+    # Ingestion admits only images the model decodes: a NaN score would
+    # quietly skew every metric.
+    failed = sorted({row[features.IMAGE_ERROR] for row in rows if row[features.IMAGE_ERROR]})
+    if failed:
+        raise ValueError(f"{len(failed)} kind(s) of test image the model could not decode: {'; '.join(failed)}")
     return rows
 
 
@@ -78,18 +85,56 @@ def _score(backend, images: Sequence[bytes]) -> List[float]:
     return [float(r[features.FAKE_PROBABILITY]) for r in _predict(backend, images)]
 
 
-def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any]) -> Dict[str, Any]:
-    """The model's scores on every test image, as stored and perturbed.
+def _rotation_averaged(backend, images: Sequence[bytes], angles: Sequence[float]) -> List[float]:
+    import numpy as np
+
+    from fakeface.serving import classify
+
+    rotated = [variant for data in images for variant in classify.rotations(data, angles)]
+    return np.mean(np.reshape(_score(backend, rotated), (len(images), len(angles))), axis=1).tolist()
+
+
+def _tta_decision(backend, examples_uri: str, angles: Sequence[float], training: Dict[str, Any],
+                  model_threshold: float) -> Dict[str, Any]:
+    """The rotation-averaged score's own threshold, chosen as the model's was.
+
+    Averaging over rotations moves scores, so the model's threshold, chosen
+    for single views, does not fit them. When the model's threshold was
+    calibrated (training.json's decision names a target false-positive rate),
+    this one is too: on the same eval split, restricted to the same training
+    sources, at the same target, by the same rule (metrics.threshold_for_fpr).
+    """
+    from fakeface import metrics
+
+    target = training.get("decision", {}).get("target_fpr")
+    if target is None:
+        return {"threshold": model_threshold, "method": "the model's threshold, which was not calibrated"}
+    sources = training.get("config", {}).get("trainer", {}).get("train_sources") or []
+    records = [r for r in _records(examples_uri, CALIBRATION_SPLIT)
+               if not sources or r[features.SOURCE].decode() in sources]
+    scores = _rotation_averaged(backend, [r[features.IMAGE_BYTES] for r in records], angles)
+    real = [s for s, r in zip(scores, records) if r[features.LABEL] == features.REAL]
+    fake = [s for s, r in zip(scores, records) if r[features.LABEL] != features.REAL]
+    if not real:
+        return {"threshold": model_threshold, "method": f"the model's threshold: no real image in the {CALIBRATION_SPLIT} split"}
+    return {"threshold": metrics.threshold_for_fpr(real, float(target), fake), "target_fpr": float(target),
+            "method": f"calibrated on the {CALIBRATION_SPLIT} split's rotation-averaged scores"}
+
+
+def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any],
+                     training: Dict[str, Any]) -> Dict[str, Any]:
+    """The model's scores on every test image, as stored and perturbed, and each column's threshold.
 
     Perturbations are deterministic per image (seeded by its bytes), so two
     models compared on the same examples see the same perturbed copies.
+    `training` is the model's training.json.
     """
     import numpy as np
 
-    from fakeface.serving import classify, client
+    from fakeface.serving import client
 
     backend = client.InProcessBackend(model_dir)
-    records = _test_records(examples_uri)
+    records = _records(examples_uri, SPLIT)
     originals = [r[features.IMAGE_BYTES] for r in records]
     rows = _predict(backend, originals)
     first = rows[0] if rows else {}
@@ -101,16 +146,18 @@ def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any
             for r, data in zip(records, originals)])
     if evaluator.get("robustness_scale"):
         columns[DOWNSCALED] = _score(backend, [downscale(d, evaluator["robustness_scale"]) for d in originals])
+    threshold = float(first.get(features.THRESHOLD, math.nan))
+    model_decision = {"threshold": threshold, "method": "the model's threshold"}
+    decisions = {column: dict(model_decision) for column in columns}
     angles = evaluator.get("tta_angles") or []
     if angles:
-        rotated = [variant for data in originals for variant in classify.rotations(data, angles)]
-        columns[TTA] = np.mean(np.reshape(_score(backend, rotated), (len(originals), len(angles))), axis=1).tolist()
+        columns[TTA] = _rotation_averaged(backend, originals, angles)
+        decisions[TTA] = _tta_decision(backend, examples_uri, angles, training, threshold)
     predictions = []
     for index, record in enumerate(records):
         row = {name: (value.decode() if isinstance(value, bytes) else value)
                for name, value in record.items() if name != features.IMAGE_BYTES}
         row.update({column: scores[index] for column, scores in columns.items()})
         predictions.append(row)
-    return {"predictions": predictions, "columns": list(columns),
-            "threshold": float(first.get(features.THRESHOLD, math.nan)),
-            "model_version": str(first.get(features.MODEL_VERSION, ""))}
+    return {"predictions": predictions, "columns": list(columns), "threshold": threshold,
+            "column_decisions": decisions, "model_version": str(first.get(features.MODEL_VERSION, ""))}

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
+
+from sklearn import metrics as sk
 
 from fakeface import features, metrics
 from fakeface.components.evaluation_report.scoring import ORIGINAL
 
 
-def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
-                columns: Sequence[str], min_real_images: int = 1) -> List[Dict[str, Any]]:
-    """Per source: the notes' per-dataset accuracy in every column, each fake
+def source_rows(predictions: Sequence[Dict[str, Any]], thresholds: Mapping[str, float],
+                min_real_images: int = 1) -> List[Dict[str, Any]]:
+    """Per source: the notes' per-dataset accuracy in every score column, at
+    that column's threshold (`thresholds`: column -> threshold), each fake
     source's AUC and average precision against all real test images, and
     whether a real source is large enough for blessing to check its
     false-positive rate."""
@@ -21,7 +24,7 @@ def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
         label = members[0][features.LABEL]
         row: Dict[str, Any] = {"source": source, "label": features.LABEL_NAMES[label],
                                "generator": members[0][features.GENERATOR], "examples": len(members)}
-        for column in columns:
+        for column, threshold in thresholds.items():
             rates = metrics.rates_at_threshold([p[features.LABEL] for p in members],
                                                [p[column] for p in members], threshold)
             row[f"accuracy_{column}"] = rates["accuracy"]
@@ -30,8 +33,8 @@ def source_rows(predictions: Sequence[Dict[str, Any]], threshold: float,
             if real:
                 pool = real + members
                 labels, scores = [p[features.LABEL] for p in pool], [p[ORIGINAL] for p in pool]
-                row["auc_vs_real"] = metrics.roc_auc(labels, scores)
-                row["average_precision_vs_real"] = metrics.average_precision(labels, scores)
+                row["auc_vs_real"] = float(sk.roc_auc_score(labels, scores))
+                row["average_precision_vs_real"] = float(sk.average_precision_score(labels, scores))
         else:
             row["false_positive_rate"] = 1.0 - row[f"accuracy_{ORIGINAL}"]
             row["checked_for_blessing"] = len(members) >= min_real_images
@@ -44,8 +47,8 @@ def overall_metrics(predictions: Sequence[Dict[str, Any]], threshold: float) -> 
     scores = [p[ORIGINAL] for p in predictions]
     result: Dict[str, Any] = metrics.rates_at_threshold(labels, scores, threshold)
     if len(set(labels)) == 2:
-        result.update(auc=metrics.roc_auc(labels, scores),
-                      average_precision=metrics.average_precision(labels, scores),
+        result.update(auc=float(sk.roc_auc_score(labels, scores)),
+                      average_precision=float(sk.average_precision_score(labels, scores)),
                       tpr_at_1pct_fpr=metrics.tpr_at_fpr(labels, scores, 0.01))
     result["calibration"] = metrics.calibration_bins(labels, scores)
     return result

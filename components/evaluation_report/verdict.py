@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List
+
+from fakeface.pipeline import evaluation
 
 
 def _slice_name(slice_key) -> str:
@@ -18,8 +21,15 @@ def _metric_name(key: str) -> str:
     return key.split("@")[0]
 
 
+def _undefined_as_nan(row: Dict[str, Any]) -> Dict[str, Any]:
+    """The metrics a one-class slice cannot measure, as NaN rather than TFMA's 0."""
+    share_fake = row.get(evaluation.MEAN_LABEL)
+    undefined = {0.0: evaluation.UNDEFINED_WITHOUT_FAKES, 1.0: evaluation.UNDEFINED_WITHOUT_REALS}.get(share_fake, ())
+    return {name: math.nan if name in undefined else value for name, value in row.items()}
+
+
 def tfma_slices(evaluation_uri: str) -> List[Dict[str, Any]]:
-    """One row per TFMA slice: its name and every scalar metric of both outputs."""
+    """One row per TFMA slice: its name and every scalar metric of both outputs, NaN where undefined."""
     import tensorflow_model_analysis as tfma
 
     rows = []
@@ -30,7 +40,7 @@ def tfma_slices(evaluation_uri: str) -> List[Dict[str, Any]]:
                 for key, value in values.items():
                     if "doubleValue" in value:
                         row[_metric_name(key)] = float(value["doubleValue"])
-        rows.append(row)
+        rows.append(_undefined_as_nan(row))
     return sorted(rows, key=lambda r: (r["slice"] != "overall", r["slice"].count(","), r["slice"]))
 
 

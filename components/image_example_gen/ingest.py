@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import html
 import json
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -35,6 +34,7 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 
 from fakeface import catalog as catalog_lib
+from fakeface.components import reporting
 from fakeface.components.image_example_gen import listing, writing
 from fakeface.components.image_example_gen.records import FileRecord, FileRef, Quarantined
 from fakeface.components.image_example_gen.sandbox import Sandbox
@@ -52,7 +52,6 @@ REPORT_HTML = "report.html"
 SHORTCUT_ATTRIBUTES = ("format", "jpeg_quality", "resolution")
 # Kept files per batch of the stage that writes them.
 _WRITE_BATCH = 64
-_QUARANTINE_SHOWN = 200
 
 
 def split_index(split_key: str, split_config: example_gen_pb2.SplitConfig) -> int:
@@ -337,65 +336,5 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, config: IngestC
     with tf.io.gfile.GFile(os.path.join(report_dir, REPORT_JSON), "w") as f:
         f.write(json.dumps(report, indent=2, sort_keys=True))
     with tf.io.gfile.GFile(os.path.join(report_dir, REPORT_HTML), "w") as f:
-        f.write(_html(report))
+        f.write(reporting.render("ingestion.html", report=report))
     return report
-
-
-def _html_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _distribution(values: Mapping[str, int], top: int = 6) -> str:
-    items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))
-    shown = ", ".join(f"{value} ({count})" for value, count in items[:top])
-    return shown + (f", … {len(items) - top} more" if len(items) > top else "")
-
-
-def _html(report: Mapping[str, Any]) -> str:
-    splits = sorted({s for row in report["datasets"].values() for s in row["splits"]})
-    datasets = _html_table(
-        ["dataset", "label", "found", "ingested", "duplicates", "quarantined"] + splits,
-        [[name, row["label"], row["found"], row["ingested"], row["duplicates"], row["quarantined"]]
-         + [row["splits"].get(s, 0) for s in splits] for name, row in report["datasets"].items()])
-    shortcut_rows = []
-    for attribute, entry in report["shortcuts"].items():
-        for label, values in entry["by_label"].items():
-            shortcut_rows.append([attribute, label, _distribution(values), entry["balanced_accuracy"]])
-    per_source_rows = []
-    for attribute, entry in report["shortcuts"].items():
-        for source, per_label in sorted(entry["by_source"].items()):
-            for label, values in per_label.items():
-                per_source_rows.append([attribute, source, label, _distribution(values)])
-    warnings = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in report["warnings"]) or \
-        "<p>No single attribute separates real from fake.</p>"
-    quarantine = report["quarantine"]
-    quarantine_table = _html_table(["dataset", "file", "reason"],
-                                   [[q["source"], q["path"], q["reason"]] for q in quarantine[:_QUARANTINE_SHOWN]])
-    more = (f"<p>… and {len(quarantine) - _QUARANTINE_SHOWN} more in {REPORT_JSON}.</p>"
-            if len(quarantine) > _QUARANTINE_SHOWN else "")
-    duplicates = _html_table(["dropped", "identical to (kept)"],
-                             [[d["dropped"], d["kept"]] for d in report["duplicates"][:_QUARANTINE_SHOWN]])
-    near = _html_table(["perceptual hash", "files (same split)", "labels"],
-                       [[n["perceptual_hash"], ", ".join(n["files"]), ", ".join(n["labels"])]
-                        for n in report["near_duplicates"][:_QUARANTINE_SHOWN]])
-    totals = report["totals"]
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>fakeface ingestion report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:left}}.warn{{background:#fdd;border:2px solid #c00;
-padding:.6em;font-weight:bold}}</style></head><body>
-<h1>Ingestion report{' (dry run)' if report['dry_run'] else ''}</h1>
-<p>Catalog: {html.escape(report['catalog'])}. {totals['found']} files found: {totals['ingested']} ingested,
-{totals['duplicates']} exact duplicates dropped, {totals['quarantined']} quarantined.</p>
-<h2>Shortcut guard</h2>{warnings}
-{_html_table(["attribute", "label", "values (count)", "balanced accuracy from this alone"], shortcut_rows)}
-<h2>Datasets</h2>{datasets}
-<h2>Per source</h2>{_html_table(["attribute", "source", "label", "values (count)"], per_source_rows)}
-<h2>Quarantined files</h2>{quarantine_table}{more}
-<h2>Exact duplicates</h2>{duplicates}
-<h2>Same picture, different bytes (near-duplicates, kept in one split)</h2>{near}
-</body></html>
-"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict
 
 import tensorflow as tf
@@ -75,9 +76,12 @@ def fake_probability(model: tf.keras.Model, images: tf.Tensor) -> tf.Tensor:
     return tf.reshape(model(images, training=False), [-1])
 
 
-def _outputs(model: tf.keras.Model, images: tf.Tensor, threshold: float,
+def _outputs(model: tf.keras.Model, transformed: Dict[str, tf.Tensor], threshold: float,
              model_version: str) -> Dict[str, tf.Tensor]:
-    probability = fake_probability(model, images)
+    """An image the Transform graph could not decode scores NaN, is not fake, and says why."""
+    reasons = transformed[features.IMAGE_ERROR]
+    scored = tf.equal(reasons, "")
+    probability = tf.where(scored, fake_probability(model, transformed[features.IMAGE]), float("nan"))
     batch = tf.shape(probability)
     return {
         features.FAKE_PROBABILITY: probability,
@@ -85,14 +89,31 @@ def _outputs(model: tf.keras.Model, images: tf.Tensor, threshold: float,
         features.IS_FAKE: probability > threshold,
         features.THRESHOLD: tf.fill(batch, tf.constant(threshold, tf.float32)),
         features.MODEL_VERSION: tf.fill(batch, tf.constant(model_version)),
+        features.IMAGE_ERROR: reasons,
+    }
+
+
+def _classification(outputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """TF Serving's Classify API form: [batch, 2] classes ("real", "fake") and their scores.
+
+    The scores are 1 - decision_score and decision_score, so the higher one is
+    the model's decision at its threshold; an image that cannot be decoded
+    scores NaN for both (the Classify API has no room for a reason).
+    """
+    score = tf.cast(outputs[features.DECISION_SCORE], tf.float32)
+    names = tf.constant([[features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE]]])
+    return {
+        tf.saved_model.CLASSIFY_OUTPUT_CLASSES: tf.tile(names, [tf.shape(score)[0], 1]),
+        tf.saved_model.CLASSIFY_OUTPUT_SCORES: tf.stack([1.0 - score, score], axis=1),
     }
 
 
 def serving_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
                        threshold: float, model_version: str) -> Dict[str, Any]:
-    """`serving_default` takes encoded image bytes; `serving_examples` tf.Examples.
+    """Encoded image bytes in (SIGNATURE_BYTES), tf.Examples in (SIGNATURE_EXAMPLES, TFMA's),
+    and the Classify API's (SIGNATURE_CLASSIFY; see mark_classify_signature).
 
-    Both run the Transform graph inside the model, so a client sends the file
+    All run the Transform graph inside the model, so a client sends the file
     as it is (TF Serving's REST API takes it as {"b64": ...}).
     """
     # Kept as an attribute so that the transform graph's assets are saved.
@@ -100,18 +121,47 @@ def serving_signatures(model: tf.keras.Model, tf_transform_output: tft.TFTransfo
     raw_spec = tf_transform_output.raw_feature_spec()
     serving_spec = {name: raw_spec[name] for name in features.SERVING_FEATURES}
 
+    def score_examples(serialized):
+        transformed = model.tft_layer(tf.io.parse_example(serialized, serving_spec))
+        return _outputs(model, transformed, threshold, model_version)
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES)])
     def serve_image_bytes(image_bytes):
         transformed = model.tft_layer({features.IMAGE_BYTES: image_bytes})
-        return _outputs(model, transformed[features.IMAGE], threshold, model_version)
+        return _outputs(model, transformed, threshold, model_version)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(serialized):
-        parsed = tf.io.parse_example(serialized, serving_spec)
-        transformed = model.tft_layer(parsed)
-        return _outputs(model, transformed[features.IMAGE], threshold, model_version)
+        return score_examples(serialized)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=tf.saved_model.CLASSIFY_INPUTS)])
+    def classify(serialized):
+        return _classification(score_examples(serialized))
 
     return {
-        "serving_default": serve_image_bytes.get_concrete_function(),
-        "serving_examples": serve_examples.get_concrete_function(),
+        features.SIGNATURE_BYTES: serve_image_bytes.get_concrete_function(),
+        features.SIGNATURE_EXAMPLES: serve_examples.get_concrete_function(),
+        features.SIGNATURE_CLASSIFY: classify.get_concrete_function(),
     }
+
+
+def mark_classify_signature(export_dir: str) -> None:
+    """Gives SIGNATURE_CLASSIFY the classify method name in a saved model.
+
+    TF2 saves every signature with the predict method, and TF Serving's
+    Classify API refuses any other (classifier.cc:
+    GetClassificationSignatureDef). The fingerprint is rewritten, as it
+    covers saved_model.pb.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.saved_model import fingerprinting_utils
+
+    path = os.path.join(export_dir, tf.saved_model.SAVED_MODEL_FILENAME_PB)
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def[features.SIGNATURE_CLASSIFY].method_name = tf.saved_model.CLASSIFY_METHOD_NAME
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
+    fingerprinting_utils.write_fingerprint(export_dir)

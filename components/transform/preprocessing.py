@@ -4,6 +4,11 @@ This graph is exported with the transform output and travels inside the
 served SavedModel, so training, evaluation and serving decode, resize or tile
 every image the same way (transform.input_policy). It must stay free of
 randomness: augmentation belongs to the Trainer's training input only.
+
+One image never fails the batch it travels in: each is decoded on its own,
+and one that cannot be (not an image, over the pixel limit, corrupt) comes
+out as zeros with its reason in IMAGE_ERROR. TF Serving merges concurrent
+requests into one batch, so an error would otherwise fail every request in it.
 """
 
 from typing import Any, Dict
@@ -11,6 +16,7 @@ from typing import Any, Dict
 import tensorflow as tf
 
 from fakeface import features, images
+from fakeface.pipeline import config
 
 
 # The limit of the image contract (fakeface/images.py): a small file whose
@@ -155,14 +161,100 @@ def decode(encoded: tf.Tensor) -> tf.Tensor:
     return tf.image.convert_image_dtype(decode_uint8(encoded), tf.float32)
 
 
-def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
-    """A batch of encoded images of any size as float32 [batch, size, size, 3] in [0, 1]."""
-    def decode_one(encoded: tf.Tensor) -> tf.Tensor:
-        image = tf.image.resize(decode(encoded), [image_size, image_size], antialias=True)
-        return tf.clip_by_value(image, 0.0, 1.0)
+def failure_reasons(encoded: tf.Tensor, decoded: tf.Tensor) -> tf.Tensor:
+    """Why each image of a batch of encoded images was not decoded; "" where it was.
 
-    return tf.map_fn(decode_one, tf.reshape(image_bytes, [-1]),
-                     fn_output_signature=tf.TensorSpec([image_size, image_size, 3], tf.float32))
+    `decoded` says which were. Read from the header alone, which may itself
+    be unreadable.
+    """
+    pixels, readable = per_image(header_pixels, encoded, tf.TensorSpec([], tf.int64))
+    over = tf.strings.join(["image of ", tf.strings.as_string(pixels),
+                            f" pixels by its header, over the limit of {MAX_PIXELS}"])
+    refused, _ = per_image(refusal, encoded, tf.TensorSpec([], tf.string))
+    return tf.where(decoded, "", tf.where(
+        ~readable, "the image header cannot be read", tf.where(
+            tf.equal(pixels, 0), "not a JPEG, PNG, GIF or BMP image", tf.where(
+                pixels > MAX_PIXELS, over, tf.where(
+                    tf.not_equal(refused, ""), refused,
+                    "the image data cannot be decoded: corrupt, truncated or of a kind the model does not take")))))
+
+
+def per_image(fn, encoded: tf.Tensor, spec: tf.TensorSpec):
+    """fn on each encoded image of a batch, an error failing only its own image.
+
+    Returns ([batch, *spec.shape] outputs, zeros where fn failed; [batch] bool,
+    where it succeeded). tf.data's ignore_errors is how a graph of stock ops
+    outlives a failing op; the images keep their order.
+    """
+    count = tf.shape(encoded, out_type=tf.int64)[0]
+    # Without tf.data's rewrites (map parallelization among them) the images
+    # are decoded one at a time, which bounds the memory of a batch
+    # (docs/serving.md, memory), and no rewriting is paid on every call.
+    sequential = tf.data.Options()
+    sequential.experimental_optimization.apply_default_optimizations = False
+    sequential.autotune.enabled = False
+    outcomes = (tf.data.Dataset.from_tensor_slices((tf.range(count), encoded))
+                .map(lambda index, data: (index, fn(data)))
+                .ignore_errors()
+                .with_options(sequential))
+    # When every image fails there is no batch to take: the empty one stands in.
+    none = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int64), tf.zeros([0, *spec.shape], spec.dtype)))
+    indices, outputs = (outcomes.batch(tf.maximum(count, 1)).concatenate(none).take(1)
+                        .get_single_element())
+    done = tf.scatter_nd(indices[:, None], tf.ones_like(indices, tf.bool), [count])
+    # The common case, every image done, costs no copy.
+    outputs = tf.cond(tf.reduce_all(done), lambda: outputs, lambda: tf.scatter_nd(
+        indices[:, None], outputs, tf.concat([[count], tf.constant(spec.shape.as_list(), tf.int64)], 0)))
+    return tf.ensure_shape(outputs, [None, *spec.shape]), done
+
+
+def isolated(fn, image_bytes: tf.Tensor, spec: tf.TensorSpec):
+    """fn on each of a batch of encoded images: ([batch, *spec.shape], [batch] reasons, "" where done)."""
+    encoded = tf.reshape(image_bytes, [-1])
+    outputs, done = per_image(fn, encoded, spec)
+    reasons = tf.cond(tf.reduce_all(done), lambda: tf.fill(tf.shape(done), ""),
+                      lambda: failure_reasons(encoded, done))
+    return outputs, reasons
+
+
+# The down-scaling factors libjpeg applies while decoding (decode_jpeg's
+# `ratio`), largest first.
+JPEG_RATIOS = (8, 4, 2)
+
+
+def decode_for_size(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """decode(), except that a JPEG at least twice `image_size` on its shorter side is
+    decoded down-scaled in the DCT domain, by the largest ratio that keeps that side
+    at least `image_size`.
+
+    Decoding at 1/2, 1/4 or 1/8 of the size never holds the full-size pixels,
+    and the inverse DCT and the resize work on the smaller image; only the
+    entropy decoding still reads the whole file. Over-limit and other images
+    go through decode(), which applies its rules; libjpeg accepts and refuses
+    the same files at every ratio.
+    """
+    def jpeg():
+        shape = tf.cast(tf.io.extract_jpeg_shape(encoded), tf.int64)
+        within_limit = shape[0] * shape[1] <= MAX_PIXELS
+        shorter = tf.minimum(shape[0], shape[1])
+        return tf.case([(within_limit & (shorter >= ratio * image_size),
+                         lambda ratio=ratio: tf.image.convert_image_dtype(
+                             tf.io.decode_jpeg(encoded, channels=3, ratio=ratio), tf.float32))
+                        for ratio in JPEG_RATIOS], default=lambda: decode(encoded))
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: decode(encoded))
+
+
+def resize(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """One encoded image as float32 [size, size, 3] in [0, 1], whatever its size."""
+    image = tf.image.resize(decode_for_size(encoded, image_size), [image_size, image_size], antialias=True)
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def decode_and_resize(image_bytes: tf.Tensor, image_size: int):
+    """A batch of encoded images as (float32 [batch, size, size, 3] in [0, 1], [batch] reasons)."""
+    return isolated(lambda encoded: resize(encoded, image_size), image_bytes,
+                    tf.TensorSpec([image_size, image_size, 3], tf.float32))
 
 
 def pad_to_at_least(image: tf.Tensor, size: int) -> tf.Tensor:
@@ -197,29 +289,26 @@ def tiles(image: tf.Tensor, crop_size: int, tiles_per_side: int) -> tf.Tensor:
     return tf.stack([image[top:top + crop_size, left:left + crop_size] for top in tops for left in lefts])
 
 
-def decode_and_tile(image_bytes: tf.Tensor, crop_size: int, tiles_per_side: int) -> tf.Tensor:
-    """A batch of encoded images as float32 [batch, tiles, size, size, 3] at native resolution."""
-    count = tiles_per_side ** 2
-    return tf.map_fn(lambda encoded: tiles(decode(encoded), crop_size, tiles_per_side),
-                     tf.reshape(image_bytes, [-1]),
-                     fn_output_signature=tf.TensorSpec([count, crop_size, crop_size, 3], tf.float32))
+def decode_and_tile(image_bytes: tf.Tensor, crop_size: int, tiles_per_side: int):
+    """A batch of encoded images as (float32 [batch, tiles, size, size, 3] at native resolution, reasons)."""
+    return isolated(lambda encoded: tiles(decode(encoded), crop_size, tiles_per_side), image_bytes,
+                    tf.TensorSpec([tiles_per_side ** 2, crop_size, crop_size, 3], tf.float32))
 
 
-def model_images(image_bytes: tf.Tensor, transform_config: Dict[str, Any]) -> tf.Tensor:
-    """Model input under transform.input_policy (pipeline/config.py).
+def model_images(image_bytes: tf.Tensor, transform_config: Dict[str, Any]):
+    """Model input under transform.input_policy (pipeline/config.py), and why an image has none.
 
     "resize": [batch, size, size, 3]. "crop": [batch, tiles, crop, crop, 3],
     whose probabilities the model averages per image (components/trainer/model.py).
+    The reasons are [batch] strings, "" for every image decoded.
     """
+    side = config.model_input_size(transform_config)
     if transform_config["input_policy"] == "crop":
-        return decode_and_tile(image_bytes, int(transform_config["crop_size"]),
-                               int(transform_config["crop_tiles_per_side"]))
-    return decode_and_resize(image_bytes, int(transform_config["image_size"]))
+        return decode_and_tile(image_bytes, side, int(transform_config["crop_tiles_per_side"]))
+    return decode_and_resize(image_bytes, side)
 
 
 def preprocessing_fn(inputs: Dict[str, Any], custom_config: Dict[str, Any]) -> Dict[str, Any]:
     """TFT entry point; `custom_config` carries the pipeline's transform settings."""
-    return {
-        features.IMAGE: model_images(inputs[features.IMAGE_BYTES], custom_config),
-        features.LABEL: inputs[features.LABEL],
-    }
+    images, reasons = model_images(inputs[features.IMAGE_BYTES], custom_config)
+    return {features.IMAGE: images, features.IMAGE_ERROR: reasons, features.LABEL: inputs[features.LABEL]}

@@ -39,7 +39,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from fakeface.pipeline import config as config_lib
 
     config = config_lib.load(args.config)
-    catalog_lib.load(args.catalog)  # fails fast, naming the file
+    catalog_lib.check_local_datasets(catalog_lib.load(args.catalog))  # fails fast, naming the file
 
     from fakeface.components.image_example_gen import driver, executor, ingest, standalone
 

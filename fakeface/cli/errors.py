@@ -1,13 +1,14 @@
 """The exit codes and errors every `fakeface` command shares."""
 
 EXIT_OK = 0
-EXIT_FAILED = 1  # the work failed: a pipeline step, a server, files that could not be scored
+EXIT_FAILED = 1  # the work failed, or could not start while another run holds the runs_root
 EXIT_USAGE = 2  # bad usage, config or input; the message names the file and the key
 EXIT_INTERRUPTED = 130  # interrupted (Ctrl-C); running the command again resumes or redoes it
 
 EXIT_CODES = (
     (EXIT_OK, "done"),
-    (EXIT_FAILED, "the work failed (a pipeline step, a server, files that could not be scored)"),
+    (EXIT_FAILED, "the work failed (a pipeline step, a server, files that could not be scored), "
+                  "or another run holds the runs_root"),
     (EXIT_USAGE, "bad usage, config or input (the message names the file and the key)"),
     (EXIT_INTERRUPTED, "interrupted"),
 )

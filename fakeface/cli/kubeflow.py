@@ -16,13 +16,16 @@ from fakeface.cli.errors import EXIT_OK, UsageError, WorkFailed
 
 def _compile(args: argparse.Namespace) -> int:
     from fakeface.pipeline import config as config_lib
-    from fakeface.pipeline import kfp_platform, kubeflow_runner, pipeline
 
     config = config_lib.load(args.config)
-    if pipeline.ensure_local_backbone(config):
-        print(f"Built the {config.trainer.backbone} backbone as a TF Hub module at "
-              f"{pipeline.backbone_handle(config)}")
+
+    from fakeface.pipeline import kfp_platform, kubeflow_runner, pipeline
+
     try:
+        kfp_platform.check_output_path(args.out)
+        if pipeline.ensure_local_backbone(config):
+            print(f"Built the {config.trainer.backbone} backbone as a TF Hub module at "
+                  f"{pipeline.backbone_handle(config)}")
         result = kubeflow_runner.compile_pipeline(config, args.out)
     except kfp_platform.PlatformSpecError as e:
         raise UsageError(e) from e

@@ -1,8 +1,9 @@
 """Serving commands: predict, classify.
 
 A server that cannot be reached, a model that is not loaded, and files that
-could not be scored are the work failing (exit 1); each file's reason is
-listed.
+could not be scored by `predict` are the work failing (exit 1); each file's
+reason is listed, on one line. `classify` sorts a file it cannot score into
+unreadable/ and fails only with --strict.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def _check_numbers(args: argparse.Namespace) -> None:
 
 
 def _write_results(results: Sequence, fmt: str, out) -> None:
-    fields = ("path", "fake_probability", "is_fake", "decision", "threshold", "model_version", "error")
+    fields = ("path", "fake_probability", "is_fake", "decision", "threshold", "model_version",
+              "served_version", "error")
     rows = [{"path": r.path, "fake_probability": r.fake_probability, "is_fake": r.is_fake,
              "decision": r.decision, "threshold": r.threshold, "model_version": r.model_version,
-             "error": r.error} for r in results]
+             "served_version": r.served_version, "error": r.error} for r in results]
     if fmt == "json":
         json.dump(rows, out, indent=2)
         out.write("\n")
@@ -80,6 +82,9 @@ def _write_results(results: Sequence, fmt: str, out) -> None:
             score = f"{r.fake_probability:6.3f}" if r.ok else "     -"
             note = r.decision if r.ok else f"error: {r.error}"
             out.write(f"{r.path:<{width}}  {score}  {note}\n")
+        versions = sorted({(r.served_version or "", r.model_version or "") for r in results if r.model_version})
+        for served, trained in versions:
+            out.write(f"model: served version {served or '(not served)'}, trained {trained}\n")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -130,13 +135,19 @@ def _classify(args: argparse.Namespace) -> int:
         raise WorkFailed(e) from e
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(e) from e
-    verb = "moved" if args.move else "copied"
-    print(f"{summary.placed} file(s) {verb}: {summary.real} real, {summary.fake} fake, "
-          f"{summary.unreadable} unreadable; {summary.skipped} already done. "
-          f"Scores: {args.dst_dir}/{classify_lib.SCORES_FILE}")
     for path, reason in summary.failed:
         print(f"fakeface classify: left in place, {path}: {reason}", file=sys.stderr)
-    return EXIT_OK if not summary.failed else EXIT_FAILED
+    unreadable = summary.unreadable + summary.skipped_unreadable
+    if args.strict and unreadable:
+        print(f"fakeface classify: --strict: {unreadable} file(s) unreadable, with their reasons in "
+              f"{classify_lib.SCORES_FILE}", file=sys.stderr)
+    verb = "moved" if args.move else "copied"
+    print(f"{summary.placed} file(s) {verb}: {summary.real} real, {summary.fake} fake, "
+          f"{summary.unreadable} unreadable; {summary.skipped} already done; "
+          f"{len(summary.failed)} left in place. Scores: {os.path.join(args.dst_dir, classify_lib.SCORES_FILE)}")
+    if summary.failed or (args.strict and unreadable):
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def register(subparsers) -> None:
@@ -162,5 +173,7 @@ def register(subparsers) -> None:
                           help="test-time rotation: average the scores of rotated copies (see --tta-angles)")
     classify.add_argument("--tta-angles", type=_angles, default=list(DEFAULT_TTA_ANGLES), metavar="A,B,...",
                           help="rotation angles in degrees for --tta (default -15,0,15; write --tta-angles=-15,0,15)")
+    classify.add_argument("--strict", action="store_true",
+                          help="exit 1 when any file is unreadable (the default sorts it into unreadable/)")
     classify.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     classify.set_defaults(func=_classify)
