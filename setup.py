@@ -50,6 +50,8 @@ setuptools.setup(
         "dill",
         "pillow",
         "pyyaml",
+        "scikit-learn",
+        "scipy",
     ],
     entry_points={"console_scripts": ["fakeface=fakeface.cli:main"]},
 )

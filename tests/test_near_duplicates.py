@@ -1,0 +1,145 @@
+"""Near-duplicates (fakeface/near_duplicates.py): the hash, the search, the clusters, label conflicts."""
+
+import io
+import itertools
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from fakeface import features, near_duplicates, sample_data
+from fakeface.near_duplicates import FileRecord
+
+MAX_BITS = 3  # ingest.near_duplicate_bits' default
+
+
+def _clustered_hashes(seed, centres=200):
+    """Hashes in small clumps: a few bits flipped off random centres, as copies of a picture would be."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for centre in rng.integers(0, 2 ** 63, centres, dtype=np.uint64):
+        for _ in range(rng.integers(1, 4)):
+            value = int(centre)
+            for bit in rng.choice(64, rng.integers(0, 8), replace=False):
+                value ^= 1 << int(bit)
+            values.append(value)
+    return np.unique(np.array(values, dtype=np.uint64))
+
+
+@pytest.mark.parametrize("max_bits", [0, 1, 2, 3, 4, 5, 8])
+def test_the_search_finds_exactly_the_pairs_a_comparison_of_all_pairs_finds(max_bits):
+    hashes = _clustered_hashes(seed=max_bits)
+    left, right = near_duplicates.near_pairs(hashes, max_bits)
+    found = set(zip(left.tolist(), right.tolist()))
+    expected = {(i, j) for i, j in itertools.combinations(range(len(hashes)), 2)
+                if bin(int(hashes[i]) ^ int(hashes[j])).count("1") <= max_bits}
+    assert found == expected
+    assert max_bits == 0 or expected  # the clumps do hold pairs to find
+
+
+def test_clusters_are_chains_named_by_their_smallest_hash():
+    a = "0000000000000000"
+    b = "0000000000000007"  # 3 bits from a
+    c = "000000000000003f"  # 3 bits from b, 6 from a: joined through b
+    far = "ffffffffffff0000"
+    ids = near_duplicates.cluster_ids([c, far, a, b, far], max_bits=3)
+    assert ids == [a, far, a, a, far]
+    assert near_duplicates.cluster_ids([c, far, a, b, far], max_bits=2) == [c, far, a, b, far]
+    assert near_duplicates.cluster_ids([b, b], max_bits=0) == [b, b]
+    assert near_duplicates.cluster_ids([], max_bits=3) == []
+
+
+def test_max_bits_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="max_bits"):
+        near_duplicates.cluster_ids(["0" * 16], max_bits=64)
+
+
+def _decode(data):
+    return tf.io.decode_image(data, channels=3, expand_animations=False).numpy()
+
+
+def _encode(image, fmt, **kwargs):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    """Twenty distinct sample pictures at 128 px, as the files ingestion reads."""
+    return [sample_data.encode_jpeg(sample_data.render_image(source, index, 128, seed=21))
+            for index in range(3) for source in sample_data.SOURCES][:20]
+
+
+def test_re_encoded_and_resized_copies_stay_within_reach_and_distinct_pictures_do_not(pictures):
+    originals = [near_duplicates.perceptual_hash(_decode(p)) for p in pictures]
+    for data, original in zip(pictures, originals):
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        copies = [_encode(image, "JPEG", quality=70), _encode(image, "JPEG", quality=95), _encode(image, "PNG"),
+                  _encode(image.resize((64, 64), Image.LANCZOS), "JPEG", quality=90),
+                  _encode(image.resize((96, 96), Image.LANCZOS), "JPEG", quality=90)]
+        for copy in copies:
+            assert near_duplicates.hamming_distance(original, near_duplicates.perceptual_hash(_decode(copy))) <= MAX_BITS
+    closest = min(near_duplicates.hamming_distance(a, b) for a, b in itertools.combinations(originals, 2))
+    assert closest > MAX_BITS
+
+
+def test_the_hash_takes_grayscale_and_refuses_what_is_not_uint8_pixels():
+    gray = np.asarray(Image.fromarray(sample_data.render_image(sample_data.SOURCES[2], 0, 48, seed=1)).convert("L"))
+    replicated = np.repeat(gray[..., None], 3, axis=2)
+    expected = near_duplicates.perceptual_hash(replicated)
+    assert near_duplicates.perceptual_hash(gray) == expected
+    assert near_duplicates.perceptual_hash(gray[..., None]) == expected
+    assert near_duplicates.perceptual_hash(np.full((9, 9, 3), 77, np.uint8)) == "0" * 16  # flat: no structure
+    for bad in (gray.astype(np.float32), np.zeros((0, 5, 3), np.uint8), np.zeros((5, 5, 2), np.uint8)):
+        with pytest.raises(ValueError, match="uint8 pixels"):
+            near_duplicates.perceptual_hash(bad)
+
+
+def _record(dataset, path, label, content="c", cluster="k"):
+    return FileRecord(content_hash=content, cluster_id=cluster, label=label, dataset=dataset, path=path)
+
+
+def test_byte_identical_files_under_both_labels_are_a_conflict_whatever_the_dataset_order():
+    records = [_record("Zeta_Fakes", "x.png", features.FAKE, content="same", cluster="k1"),
+               _record("Alpha_Real", "a.png", features.REAL, content="same", cluster="k1"),
+               _record("Alpha_Real", "b.png", features.REAL, content="other", cluster="k2"),
+               _record("Beta_Real", "b_copy.png", features.REAL, content="other", cluster="k2")]
+    for ordering in (records, records[::-1]):
+        (conflict,) = near_duplicates.label_conflicts(ordering)
+        assert conflict.byte_identical and conflict.cluster_id == "k1"
+        reasons = {record.name: reason for record, reason in conflict.reasons()}
+        assert reasons == {"Alpha_Real/a.png": "label conflict: byte-identical to fake Zeta_Fakes/x.png",
+                           "Zeta_Fakes/x.png": "label conflict: byte-identical to real Alpha_Real/a.png"}
+
+
+def test_near_duplicates_under_both_labels_quarantine_every_file_of_the_cluster():
+    records = [_record("FFHQ", "1.png", features.REAL, content="p", cluster="k"),
+               _record("Collection2", "1.jpg", features.REAL, content="q", cluster="k"),
+               _record("Gen1", "7.jpg", features.FAKE, content="r", cluster="k"),
+               _record("Gen1", "8.jpg", features.FAKE, content="s", cluster="elsewhere")]
+    random.Random(3).shuffle(records)
+    (conflict,) = near_duplicates.label_conflicts(records)
+    assert not conflict.byte_identical
+    reasons = dict((record.name, reason) for record, reason in conflict.reasons())
+    assert reasons == {
+        "Collection2/1.jpg": "label conflict: the same picture (near-duplicate) as fake Gen1/7.jpg",
+        "FFHQ/1.png": "label conflict: the same picture (near-duplicate) as fake Gen1/7.jpg",
+        "Gen1/7.jpg": "label conflict: the same picture (near-duplicate) as real Collection2/1.jpg, FFHQ/1.png"}
+
+
+def test_long_lists_of_the_other_label_are_cut_short():
+    records = [_record("Real", "r.png", features.REAL)] + [
+        _record("Fake", f"{i}.png", features.FAKE, content=str(i)) for i in range(5)]
+    (conflict,) = near_duplicates.label_conflicts(records)
+    reasons = dict((record.name, reason) for record, reason in conflict.reasons())
+    assert reasons["Real/r.png"].endswith("Fake/0.png, Fake/1.png, Fake/2.png and 2 more")
+
+
+def test_duplicates_under_one_label_are_no_conflict():
+    records = [_record("A", "1.png", features.FAKE, content="same"),
+               _record("B", "1.png", features.FAKE, content="same"),
+               _record("C", "2.png", features.FAKE, content="near")]
+    assert near_duplicates.label_conflicts(records) == []
