@@ -28,6 +28,7 @@ from tfx.proto import example_gen_pb2
 
 from fakeface import catalog as catalog_lib
 from fakeface import features, images
+from fakeface.shortcuts import balanced_accuracy
 
 EXAMPLES = "examples"
 QUARANTINE = "quarantine"
@@ -46,6 +47,8 @@ class IngestOptions:
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     min_side: int = images.DEFAULT_MIN_SIDE
     reencode_jpeg_quality: int = 0
+    strip_metadata: bool = False
+    near_duplicate_bits: int = 3
     shortcut_warning_accuracy: float = 0.9
 
     @classmethod
@@ -303,21 +306,6 @@ def _read_parts(report_dir: str, name: str) -> List[Any]:
     return rows
 
 
-def shortcut_accuracy(counts_by_label: Mapping[str, Mapping[str, int]]) -> float:
-    """Balanced accuracy of guessing the label from one attribute's value alone.
-
-    For each value the guess is the label for which that value is more common
-    (as a share of the label's images); 0.5 means the attribute says nothing,
-    1.0 means it separates real from fake perfectly.
-    """
-    real, fake = counts_by_label.get("real", {}), counts_by_label.get("fake", {})
-    n_real, n_fake = sum(real.values()), sum(fake.values())
-    if not n_real or not n_fake:
-        return 0.5
-    values = set(real) | set(fake)
-    return 0.5 * sum(max(real.get(v, 0) / n_real, fake.get(v, 0) / n_fake) for v in values)
-
-
 class ReportError(RuntimeError):
     """The counts do not reconcile: some file was neither ingested nor set aside."""
 
@@ -360,7 +348,7 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, options: Ingest
         for per_label in attributes[attribute].values():
             for label, values in per_label.items():
                 by_label[label].update(values)
-        accuracy = shortcut_accuracy(by_label)
+        accuracy = balanced_accuracy(by_label["real"], by_label["fake"])
         shortcuts[attribute] = {"balanced_accuracy": round(accuracy, 4),
                                 "by_label": {k: dict(v) for k, v in by_label.items()},
                                 "by_source": {s: dict(v) for s, v in attributes[attribute].items()}}
