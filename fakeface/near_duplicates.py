@@ -9,8 +9,9 @@ labels, one of the labels is wrong. So:
   the picture is re-encoded or resized;
 * `cluster_ids` groups hashes that differ in at most `max_bits` bits,
   transitively (connected components), without comparing all pairs;
-* `label_conflicts` lists the groups, and byte-identical files, that hold
-  both labels, each file with the reason it is quarantined.
+* `label_conflicts` lists the files that are copies of a file under the
+  other label, byte for byte or within `max_bits`, each with the reason it
+  is quarantined.
 
 Why a DCT hash and not the 8x8 average hash (fakeface.images.average_hash):
 on the sample data the average hash reaches the recall wanted for re-encoded
@@ -97,7 +98,7 @@ def _popcount(values: np.ndarray) -> np.ndarray:
 
 
 def near_pairs(hashes: np.ndarray, max_bits: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i < j) of distinct uint64 `hashes` within `max_bits` bits of each other.
+    """Index pairs (i < j, each once) of distinct uint64 `hashes` within `max_bits` bits of each other.
 
     Multi-index hashing: the 64 bits are dealt into m bands (bit b to band
     b mod m). Two hashes within max_bits bits differ in at most
@@ -132,7 +133,9 @@ def near_pairs(hashes: np.ndarray, max_bits: int) -> Tuple[np.ndarray, np.ndarra
                     found_right.append(right[close])
     if not found_left:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(found_left), np.concatenate(found_right)
+    # A pair close in several bands is found once per band.
+    keys = np.unique(np.concatenate(found_left) * len(hashes) + np.concatenate(found_right))
+    return keys // len(hashes), keys % len(hashes)
 
 
 def _bucket_finder(ordered: np.ndarray, width: int):
@@ -191,6 +194,7 @@ class FileRecord:
     """What label_conflicts needs of one file: the small record ingestion keeps per file."""
 
     content_hash: str  # SHA-256 of the bytes
+    perceptual_hash: str  # from perceptual_hash
     cluster_id: str  # from cluster_ids
     label: int  # features.REAL or features.FAKE
     dataset: str
@@ -203,43 +207,42 @@ class FileRecord:
 
 @dataclasses.dataclass(frozen=True)
 class LabelConflict:
-    """One picture under both labels: byte-identical files, or one near-duplicate cluster."""
+    """Files of one cluster that are copies of a file under the other label."""
 
     cluster_id: str
-    files: Tuple[FileRecord, ...]  # every file of the cluster, each to be quarantined
-    byte_identical: bool  # some file's exact bytes are under both labels
+    # Each file to quarantine, with the files of the other label it copies:
+    # byte for byte (`byte_identical`), or within max_bits of its hash.
+    files: Tuple[FileRecord, ...]
+    matches: Dict[FileRecord, Tuple[FileRecord, ...]]
+
+    @property
+    def byte_identical(self) -> bool:
+        return any(m.content_hash == f.content_hash for f in self.files for m in self.matches[f])
 
     def reasons(self) -> List[Tuple[FileRecord, str]]:
         """Each file with its one-line quarantine reason, naming the files of the other label."""
-        labels_of_content = _labels_by_content(self.files)
         shown = 3
         out = []
         for record in self.files:
-            others = [r for r in self.files if r.label != record.label]
+            others = self.matches[record]
             names = ", ".join(r.name for r in others[:shown])
             if len(others) > shown:
                 names += f" and {len(others) - shown} more"
-            other_label = features.LABEL_NAMES[others[0].label]
-            how = ("byte-identical to" if len(labels_of_content[record.content_hash]) > 1
+            how = ("byte-identical to" if any(r.content_hash == record.content_hash for r in others)
                    else "the same picture (near-duplicate) as")
-            out.append((record, f"label conflict: {how} {other_label} {names}"))
+            out.append((record, f"label conflict: {how} {features.LABEL_NAMES[others[0].label]} {names}"))
         return out
 
 
-def _labels_by_content(records: Iterable[FileRecord]) -> Dict[str, set]:
-    labels: Dict[str, set] = collections.defaultdict(set)
-    for record in records:
-        labels[record.content_hash].add(record.label)
-    return labels
-
-
-def label_conflicts(records: Iterable[FileRecord]) -> List[LabelConflict]:
-    """Every cluster whose files carry both labels, with all of its files.
+def label_conflicts(records: Iterable[FileRecord], max_bits: int) -> List[LabelConflict]:
+    """Files that are a copy of a file under the other label: byte-identical or within `max_bits`.
 
     Give it every file, byte-identical duplicates included: a file in a
-    conflict is quarantined, not dropped as a duplicate, so that no label
-    wins by the order of dataset names. Byte-identical files share a
-    perceptual hash, hence a cluster.
+    conflict is quarantined, not dropped as a duplicate, so that no label wins
+    by the order of dataset names. Only direct copies count: a file linked to
+    the other label only through a chain of near-duplicates keeps its label
+    (and shares the cluster's split), because chains also join pictures that
+    merely look alike.
     """
     by_cluster: Dict[str, List[FileRecord]] = collections.defaultdict(list)
     for record in records:
@@ -248,7 +251,27 @@ def label_conflicts(records: Iterable[FileRecord]) -> List[LabelConflict]:
     for cluster_id, files in sorted(by_cluster.items()):
         if len({r.label for r in files}) < 2:
             continue
-        ordered = tuple(sorted(files, key=lambda r: (r.dataset, r.path)))
-        byte_identical = any(len(labels) > 1 for labels in _labels_by_content(ordered).values())
-        conflicts.append(LabelConflict(cluster_id, ordered, byte_identical))
+        matches = _other_label_matches(files, max_bits)
+        conflicting = tuple(sorted((f for f in files if matches[f]), key=lambda r: (r.dataset, r.path)))
+        if conflicting:
+            conflicts.append(LabelConflict(cluster_id, conflicting, {f: matches[f] for f in conflicting}))
     return conflicts
+
+
+def _other_label_matches(files: Sequence[FileRecord], max_bits: int) -> Dict[FileRecord, Tuple[FileRecord, ...]]:
+    """For each file, the files of the other label whose hash is within max_bits of its own."""
+    by_hash: Dict[str, List[FileRecord]] = collections.defaultdict(list)
+    for record in files:
+        by_hash[record.perceptual_hash].append(record)
+    hashes = sorted(by_hash)
+    neighbours: Dict[str, List[str]] = {h: [h] for h in hashes}
+    left, right = near_pairs(np.array([int(h, 16) for h in hashes], dtype=np.uint64), max_bits)
+    for i, j in zip(left.tolist(), right.tolist()):
+        neighbours[hashes[i]].append(hashes[j])
+        neighbours[hashes[j]].append(hashes[i])
+    matches = {}
+    for record in files:
+        close = (r for h in neighbours[record.perceptual_hash] for r in by_hash[h])
+        matches[record] = tuple(sorted((r for r in close if r.label != record.label),
+                                       key=lambda r: (r.dataset, r.path)))
+    return matches

@@ -66,13 +66,14 @@ class IngestConfig:
     strip_metadata: bool = False
     # Pictures whose 64-bit perceptual hashes (fakeface/near_duplicates.py)
     # differ in at most this many bits, directly or through a chain of such
-    # pictures, are taken for one: they share a split, and under both labels
-    # they are quarantined as a label conflict. 0 joins equal hashes only.
-    # At 3 every re-encoded or resized copy of the sample data joined its
-    # original and no two of its 320 distinct pictures were joined; more
-    # bits join more distinct pictures (docs/measurements.md). At most 8:
-    # beyond, the search slows and distinct faces join in large numbers.
-    near_duplicate_bits: int = 3
+    # pictures, are taken for one and share a split; a file this close to a
+    # file under the other label is quarantined as a label conflict. 0 joins
+    # equal hashes only. At 2, on the sample data, 99.4% or more of each kind
+    # of re-encoded or resized copy joined its original, and 1.5% of 100,000
+    # distinct pictures were joined to another; at 3, 100% and 5.8%
+    # (docs/measurements.md). At most 8: beyond, the search slows and distinct
+    # faces are joined in large numbers.
+    near_duplicate_bits: int = 2
     # The report warns when an attribute of how the files were saved, alone
     # or all together (fakeface/shortcuts.py), tells real from fake with at
     # least this balanced accuracy in a catalog group, in a dataset against

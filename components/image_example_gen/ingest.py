@@ -48,7 +48,7 @@ class IngestOptions:
     min_side: int = images.DEFAULT_MIN_SIDE
     reencode_jpeg_quality: int = 0
     strip_metadata: bool = False
-    near_duplicate_bits: int = 3
+    near_duplicate_bits: int = 2
     shortcut_warning_accuracy: float = 0.9
 
     @classmethod
