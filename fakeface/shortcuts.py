@@ -265,8 +265,8 @@ def warning_message(figure: Figure) -> str:
     """One line: where, what, how strongly, the values, and the remedy."""
     where = figure.scope.describe()
     if figure.attribute == CLASSIFIER:
-        what = (f"the file attributes together ({', '.join(figure.used) or 'none'}) tell real from fake "
-                f"with cross-validated balanced accuracy {figure.balanced_accuracy:.2f}")
+        what = (f"the file attributes together tell real from fake with cross-validated balanced accuracy "
+                f"{figure.balanced_accuracy:.2f}, relying on {', '.join(figure.used) or 'none'}")
     else:
         what = (f"{figure.attribute} alone tells real from fake with balanced accuracy "
                 f"{figure.balanced_accuracy:.2f} (real: {_distribution(figure.real)}; "
