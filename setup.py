@@ -63,6 +63,7 @@ setuptools.setup(
         "pillow",
         "pyyaml",
         "scikit-learn>=1.5,<1.6",
+        "scipy",
     ],
     entry_points={"console_scripts": ["fakeface=fakeface.cli:main"]},
 )

@@ -10,12 +10,19 @@ A catalog is a YAML file::
         generator: camera              # the generator, or the origin of real photos
         shot: close-up                 # close-up | wide
         limit: 30000                   # optional: take at most this many files
+        group: ffhq-close-up           # optional: see below
     experiments:                       # optional: named experiments for `fakeface experiments`,
       v1: [Gen1, FFHQ_Orig]            # each the datasets it trains on (both classes)
 
 Every image found under a dataset's location becomes one example carrying the
 dataset's name, label, generator and shot. Unknown keys, at the top or in a
 dataset, are errors, so a typo never silently drops a setting.
+
+A group names the datasets meant to be compared with each other: a real
+collection and the fakes made from it or collected with it. The shortcut
+guard (fakeface/shortcuts.py) checks each group on its own, so that a pair
+saved differently is not hidden among datasets saved alike. A group must hold
+both labels; a typo in a group's name would otherwise leave a lone dataset.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class Dataset:
     generator: str
     shot: str
     limit: Optional[int] = None
+    group: Optional[str] = None
 
     @property
     def label_name(self) -> str:
@@ -74,6 +82,7 @@ class Dataset:
             "generator": self.generator,
             "shot": self.shot,
             "limit": self.limit,
+            "group": self.group,
         }
 
 
@@ -124,7 +133,7 @@ def parse(data: Any, path: str) -> Catalog:
         where = f"{path}: datasets[{index}]"
         if not isinstance(entry, dict):
             raise CatalogError(f"{where}: expected a mapping, got {entry!r}")
-        unknown = set(entry) - {"name", "location", "label", "generator", "shot", "limit"}
+        unknown = set(entry) - {"name", "location", "label", "generator", "shot", "limit", "group"}
         if unknown:
             raise CatalogError(f"{where}: unknown keys {sorted(unknown)}")
         for key in ("name", "location", "label", "generator", "shot"):
@@ -141,6 +150,9 @@ def parse(data: Any, path: str) -> Catalog:
         limit = entry.get("limit")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0):
             raise CatalogError(f"{where} ({name}): limit must be a positive integer, got {limit!r}")
+        group = entry.get("group")
+        if group is not None and (not isinstance(group, str) or not group):
+            raise CatalogError(f"{where} ({name}): group must be a non-empty string, got {group!r}")
         datasets.append(
             Dataset(
                 name=name,
@@ -149,6 +161,7 @@ def parse(data: Any, path: str) -> Catalog:
                 generator=entry["generator"],
                 shot=entry["shot"],
                 limit=limit,
+                group=group,
             )
         )
     if not datasets:
@@ -157,6 +170,7 @@ def parse(data: Any, path: str) -> Catalog:
     for label, label_name in features.LABEL_NAMES.items():
         if label not in labels:
             raise CatalogError(f"{path}: the catalog has no {label_name} dataset; a detector needs both classes")
+    _check_groups(datasets, path)
     catalog = Catalog(path=path, datasets=tuple(datasets))
     return dataclasses.replace(catalog, experiments=_parse_experiments(data.get("experiments"), catalog))
 
@@ -199,6 +213,19 @@ def _local_files(dataset: Dataset) -> Iterator[str]:
         return
     for root, _, files in os.walk(dataset.location):
         yield from (os.path.join(root, name) for name in files)
+
+
+def _check_groups(datasets: Sequence[Dataset], path: str) -> None:
+    members: Dict[str, List[Dataset]] = {}
+    for dataset in datasets:
+        if dataset.group is not None:
+            members.setdefault(dataset.group, []).append(dataset)
+    for group, grouped in members.items():
+        labels = {d.label_name for d in grouped}
+        if len(labels) < 2:
+            names = ", ".join(d.name for d in grouped)
+            raise CatalogError(f"{path}: group {group!r} holds only {labels.pop()} datasets ({names}); a group "
+                               "is a real collection together with the fakes made from it or collected with it")
 
 
 def load(path: str) -> Catalog:

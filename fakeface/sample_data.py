@@ -65,6 +65,7 @@ class SampleSource:
     generator: str
     shot: str
     upsampler: Optional[Upsampler] = None  # None for real (camera) sources
+    group: Optional[str] = None  # catalog group (fakeface/catalog.py), as in catalogs/founding.yaml
 
 
 # Transposed-convolution kernels (3x3 over a stride-2 zero-inserted grid). Their
@@ -74,17 +75,17 @@ _KERNEL_STYLEGAN_CELEBA = ((0.10, 0.70, 0.40), (0.45, 1.00, 0.75), (0.35, 0.40, 
 
 SOURCES: Sequence[SampleSource] = (
     SampleSource("Gen1", features.FAKE, "StyleGAN2", features.CLOSE_UP,
-                 Upsampler("smooth_pattern", period=4, angle_deg=0.0, amplitude=3.5)),
+                 Upsampler("smooth_pattern", period=4, angle_deg=0.0, amplitude=3.5), group="ffhq-close-up"),
     SampleSource("Gen2", features.FAKE, "StyleGAN2", features.WIDE,
-                 Upsampler("smooth_pattern", period=4, angle_deg=90.0, amplitude=3.5)),
-    SampleSource("FFHQ_Orig", features.REAL, "camera", features.CLOSE_UP),
-    SampleSource("FFHQ_Wide", features.REAL, "camera", features.WIDE),
-    SampleSource("CelebA", features.REAL, "camera", features.CLOSE_UP),
+                 Upsampler("smooth_pattern", period=4, angle_deg=90.0, amplitude=3.5), group="ffhq-wide"),
+    SampleSource("FFHQ_Orig", features.REAL, "camera", features.CLOSE_UP, group="ffhq-close-up"),
+    SampleSource("FFHQ_Wide", features.REAL, "camera", features.WIDE, group="ffhq-wide"),
+    SampleSource("CelebA", features.REAL, "camera", features.CLOSE_UP, group="celeba"),
     SampleSource("PGGAN", features.FAKE, "PGGAN", features.CLOSE_UP, Upsampler("nearest")),
     SampleSource("StyleGAN_FFHQ", features.FAKE, "StyleGAN", features.CLOSE_UP,
                  Upsampler("transposed_conv", kernel=_KERNEL_STYLEGAN_FFHQ)),
     SampleSource("StyleGAN_CelebA", features.FAKE, "StyleGAN", features.CLOSE_UP,
-                 Upsampler("transposed_conv", kernel=_KERNEL_STYLEGAN_CELEBA)),
+                 Upsampler("transposed_conv", kernel=_KERNEL_STYLEGAN_CELEBA), group="celeba"),
 )
 SOURCES_BY_NAME: Dict[str, SampleSource] = {s.name: s for s in SOURCES}
 # The founding notes' three models, as catalogs/founding.yaml names them:
@@ -286,13 +287,16 @@ def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
                               encode_jpeg(render_image(source, index, size, seed)))
         for stale in set(os.listdir(source_dir)) - wanted_files:
             os.remove(os.path.join(source_dir, stale))
-        entries.append({
+        entry = {
             "name": source.name,
             "location": source.name,
             "label": features.LABEL_NAMES[source.label],
             "generator": source.generator,
             "shot": source.shot,
-        })
+        }
+        if source.group:
+            entry["group"] = source.group
+        entries.append(entry)
     for stale in set(os.listdir(out_dir)) - wanted:
         stale_path = os.path.join(out_dir, stale)
         if os.path.isdir(stale_path):

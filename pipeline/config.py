@@ -62,8 +62,27 @@ class IngestConfig:
     # adds JPEG artefacts of its own and removes those of the original saving,
     # and serving still sees files as their senders saved them.
     reencode_jpeg_quality: int = 0
-    # The report warns when format, JPEG quality or resolution alone tells
-    # real from fake with at least this balanced accuracy.
+    # True removes EXIF, ICC profiles, JPEG comments and PNG text chunks
+    # (fakeface/file_attributes.py) from every file, real and fake alike, so
+    # that none of them can tell the classes apart. Unlike re-encoding it keeps
+    # every byte of the compressed pixels, and the model's decoder ignores all
+    # four, so the model sees the same images. Off by default: the examples
+    # then hold each file's bytes exactly as found.
+    strip_metadata: bool = False
+    # Pictures whose 64-bit perceptual hashes (fakeface/near_duplicates.py)
+    # differ in at most this many bits, directly or through a chain of such
+    # pictures, are taken for one and share a split; a file this close to a
+    # file under the other label is quarantined as a label conflict. 0 joins
+    # equal hashes only. At 2, on the sample data, 99.4% or more of each kind
+    # of re-encoded or resized copy joined its original, and 1.5% of 100,000
+    # distinct pictures were joined to another; at 3, 100% and 5.8%
+    # (docs/measurements.md). At most 8: beyond, the search slows and distinct
+    # faces are joined in large numbers.
+    near_duplicate_bits: int = 2
+    # The report warns when an attribute of how the files were saved, alone
+    # or all together (fakeface/shortcuts.py), tells real from fake with at
+    # least this balanced accuracy in a catalog group, in a dataset against
+    # the other label, or pooled.
     shortcut_warning_accuracy: float = 0.9
     # A file whose reading and decoding takes longer is quarantined and its
     # decoder process stopped (components/image_example_gen/sandbox.py), so a
@@ -409,6 +428,7 @@ STRATEGIES = ("auto", "mirrored", "default")
 INPUT_POLICIES = ("resize", "crop")
 OPTIMIZERS = ("auto", "sgd", "adam")
 MIXED_PRECISION = ("auto", "on", "off")
+MAX_NEAR_DUPLICATE_BITS = 8
 # Keras' Xception refuses smaller inputs: its strided layers would reach zero size.
 XCEPTION_MIN_SIDE = 71
 
@@ -526,6 +546,11 @@ def _validate_data(config: PipelineConfig, where: str) -> None:
     if not 0 <= config.ingest.reencode_jpeg_quality <= 100:
         raise ConfigError(f"{where}: ingest.reencode_jpeg_quality: must be 0 (keep the original "
                           "bytes) or a JPEG quality from 1 to 100")
+    if not 0 <= config.ingest.near_duplicate_bits <= MAX_NEAR_DUPLICATE_BITS:
+        raise ConfigError(f"{where}.ingest.near_duplicate_bits: must be from 0 (equal hashes only) "
+                          f"to {MAX_NEAR_DUPLICATE_BITS}")
+    if not 0.5 < config.ingest.shortcut_warning_accuracy <= 1.0:
+        raise ConfigError(f"{where}.ingest.shortcut_warning_accuracy: must be above 0.5 (chance) and at most 1")
     if config.ingest.min_side < 1 or config.ingest.max_pixels < config.ingest.min_side ** 2:
         raise ConfigError(f"{where}: ingest: min_side must be at least 1 and max_pixels at least min_side squared")
     if config.ingest.max_pixels > images.DEFAULT_MAX_PIXELS:

@@ -123,6 +123,11 @@ BAD_CATALOGS = [
      r"experiment 'v1': \['FFHQ'\] are not datasets of the catalog"),
     ("experiment_one_class", {"datasets": [_entry(), _FAKE], "experiments": {"v1": ["PGGAN"]}},
      r"experiment 'v1': \['PGGAN'\] must hold real and fake"),
+    ("empty_group", {"datasets": [_entry(group=""), _FAKE]}, r"group must be a non-empty string, got ''"),
+    ("numeric_group", {"datasets": [_entry(group=7), _FAKE]}, r"group must be a non-empty string, got 7"),
+    # A misspelt group name leaves each half of a pair alone in a group of one label.
+    ("one_label_group", {"datasets": [_entry(group="ffhq"), dict(_FAKE, group="FFHQ")]},
+     r"group 'ffhq' holds only real datasets \(FFHQ_Orig\)"),
 ]
 
 
@@ -132,6 +137,14 @@ def test_bad_catalog_is_refused_with_path_and_reason(tmp_path, content, reason):
     with pytest.raises(catalog.CatalogError, match=reason) as e:
         catalog.load(path)
     assert str(e.value).startswith(f"{path}: ")
+
+
+def test_groups_are_read_and_optional(tmp_path):
+    path = _write(tmp_path / "catalog.yaml", {"datasets": [
+        _entry(group="ffhq"), dict(_FAKE, name="Gen1", group="ffhq"), dict(_FAKE, name="PGGAN")]})
+    loaded = catalog.load(path)
+    assert [d.group for d in loaded.datasets] == ["ffhq", "ffhq", None]
+    assert [d["group"] for d in loaded.to_dict()["datasets"]] == ["ffhq", "ffhq", None]
 
 
 def test_error_names_the_offending_entry(tmp_path):
@@ -190,8 +203,8 @@ def test_shipped_founding_catalog_matches_the_sample_data_roles():
 
     path = os.path.join(os.path.dirname(__file__), os.pardir, "catalogs", "founding.yaml")
     founding = catalog.load(path)
-    assert [(d.name, d.label, d.generator, d.shot) for d in founding.datasets] == [
-        (s.name, s.label, s.generator, s.shot) for s in sample_data.SOURCES]
+    assert [(d.name, d.label, d.generator, d.shot, d.group) for d in founding.datasets] == [
+        (s.name, s.label, s.generator, s.shot, s.group) for s in sample_data.SOURCES]
     limits = {d.name: d.limit for d in founding.datasets if d.limit}
     assert limits == {"FFHQ_Orig": 30000, "FFHQ_Wide": 4000}
     assert founding.experiments == {name: tuple(names) for name, names in sample_data.EXPERIMENTS.items()}

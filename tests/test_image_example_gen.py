@@ -201,13 +201,14 @@ def test_examples_keep_the_original_bytes_and_describe_them(messy_run):
     assert report["frames"]["Real"]["real"]["2"] == 1  # the animated GIF, by its first frame
 
 
-def test_the_same_picture_in_other_bytes_lands_in_the_same_split(messy_run):
+def test_the_same_picture_under_both_labels_is_quarantined_as_a_label_conflict(messy_run):
     _, by_split, report, _ = messy_run
-    split_of = {_path(e): split for split, es in by_split.items() for e in es}
-    assert split_of["real/b.png"] == split_of["fake/nested/b_again.jpg"]
-    (group,) = [g for g in report["near_duplicates"] if "Real/b.png" in g["files"]]
-    assert group["files"] == ["Fake/nested/b_again.jpg", "Real/b.png"]
-    assert group["labels"] == ["fake", "real"]
+    ingested = {_path(e) for es in by_split.values() for e in es}
+    assert not {"real/b.png", "fake/nested/b_again.jpg"} & ingested
+    reasons = {os.path.basename(q["path"]): q["reason"] for q in report["label_conflicts"]}
+    assert reasons["b.png"] == "label conflict: the same picture (near-duplicate) as fake Fake/nested/b_again.jpg"
+    assert reasons["b_again.jpg"] == "label conflict: the same picture (near-duplicate) as real Real/b.png"
+    assert all(q in report["quarantine"] for q in report["label_conflicts"])
 
 
 def test_splits_are_stable_when_a_dataset_grows(messy_catalog, tmp_path):
@@ -251,16 +252,17 @@ def test_shortcut_guard_warns_when_format_alone_tells_the_classes_apart(tmp_path
         {"name": "Photos", "location": "real", "label": "real", "generator": "camera", "shot": "close-up"},
         {"name": "GAN", "location": "fake", "label": "fake", "generator": "StyleGAN", "shot": "close-up"}])
     _, report, artifact = _run_executor(catalog_path, tmp_path / "out")
-    assert any(w.startswith("SHORTCUT: format alone") for w in report["warnings"])
-    assert not any("resolution" in w for w in report["warnings"])  # every image is 24x20
-    assert report["shortcuts"]["format"]["balanced_accuracy"] == 1.0
+    pooled = "SHORTCUT in all datasets pooled: format alone tells real from fake with balanced accuracy 1.00"
+    assert any(w.startswith(pooled) for w in report["warnings"])
+    assert not any("resolution_bucket alone" in w for w in report["warnings"])  # every image is 24x20
     assert artifact.get_int_custom_property("shortcut_warnings") == len(report["warnings"]) >= 1
     html = (tmp_path / "out" / executor.REPORT_DIR_NAME / ingest.REPORT_HTML).read_text()
-    assert "SHORTCUT: format alone" in html
+    assert pooled in html
 
     _, reencoded, _ = _run_executor(catalog_path, tmp_path / "reencoded", reencode_jpeg_quality=90)
     assert reencoded["warnings"] == []
-    assert reencoded["shortcuts"]["format"]["by_label"] == {"real": {"JPEG": 6}, "fake": {"JPEG": 6}}
+    (pooled_format,) = [f for f in reencoded["shortcut_guard"] if f["kind"] == "pooled" and f["attribute"] == "format"]
+    assert (pooled_format["real"], pooled_format["fake"]) == ({"JPEG": 6}, {"JPEG": 6})
 
 
 def test_sample_data_raises_no_shortcut_warning(tmp_path):

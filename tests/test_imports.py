@@ -16,7 +16,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDERS = {"fakeface": "fakeface", "pipeline": "fakeface.pipeline", "components": "fakeface.components",
            "serving": "fakeface.serving", "schemas": "fakeface.schemas"}
 CORE = {"fakeface", "fakeface.features", "fakeface.catalog", "fakeface.images", "fakeface.metrics",
-        "fakeface.progress", "fakeface.sample_data", "fakeface.schemas"}
+        "fakeface.progress", "fakeface.sample_data", "fakeface.schemas", "fakeface.file_attributes",
+        "fakeface.near_duplicates", "fakeface.shortcuts"}
 MIDDLE = ("fakeface.pipeline", "fakeface.components", "fakeface.serving")
 CLI = "fakeface.cli"
 

@@ -23,18 +23,23 @@ def _ingestion_report(rng, quarantined=3, hostile=""):
                           "duplicates": 0, "quarantined": quarantined,
                           "splits": {"train": ingested - 2, "test": 2}}
     return {
-        "catalog": f"/data/catalog{hostile}.yaml", "dry_run": False, "options": {},
+        "catalog": f"/data/catalog{hostile}.yaml", "dry_run": False,
+        "options": {"shortcut_warning_accuracy": 0.9, "near_duplicate_bits": 2},
         "datasets": datasets,
         "totals": {k: sum(d[k] for d in datasets.values()) for k in ("found", "ingested", "duplicates", "quarantined")},
         "warnings": [f"SHORTCUT: format alone tells real from fake {hostile}"],
-        "shortcuts": {"format": {"balanced_accuracy": 1.0, "by_label": {"real": {"PNG": 3}, "fake": {"JPEG": 4}},
-                                 "by_source": {name: {d["label"]: {"PNG": 3}} for name, d in datasets.items()}}},
+        "shortcut_guard": [{"scope": f"group g{hostile}", "kind": "group", "attribute": "format",
+                            "balanced_accuracy": 1.0, "real": {"PNG": 3}, "fake": {f"JPEG{hostile}": 4},
+                            "used": [], "remedies": ["ingest.reencode_jpeg_quality"]}],
+        "per_source": {"format": {name: {d["label"]: {"PNG": 3}} for name, d in datasets.items()}},
+        "label_conflicts": [{"source": "FakeA", "path": f"/data/FakeA/c{hostile}.jpg",
+                             "reason": f"label conflict: byte-identical to real Real/c{hostile}.jpg"}],
         "image_modes": {}, "exif_orientation": {},
         "quarantine": [{"source": name, "path": f"/data/{name}/{i}{hostile}.jpg", "reason": f"truncated {hostile}"}
                        for name in datasets for i in range(quarantined)],
         "duplicates": [{"dropped": f"FakeA/copy{hostile}.jpg", "kept": "FakeA/a.jpg", "source": "FakeA",
                         "content_sha256": "0" * 64}],
-        "near_duplicates": [{"perceptual_hash": "ff00", "files": ["FakeA/a.jpg", f"Real/b{hostile}.png"],
+        "near_duplicates": [{"cluster": "ff00", "files": ["FakeA/a.jpg", f"Real/b{hostile}.png"],
                              "labels": ["fake", "real"]}],
     }
 

@@ -134,6 +134,14 @@ def test_catalog_lists_the_founding_sources_with_their_roles(sample_catalog):
     assert roles == expected
 
 
+def test_catalog_groups_the_datasets_as_the_founding_notes_pair_them(sample_catalog):
+    groups = {}
+    for dataset in sample_catalog.datasets:
+        groups.setdefault(dataset.group, set()).add(dataset.name)
+    assert groups == {"ffhq-close-up": {"FFHQ_Orig", "Gen1"}, "ffhq-wide": {"FFHQ_Wide", "Gen2"},
+                      "celeba": {"CelebA", "StyleGAN_CelebA"}, None: {"PGGAN", "StyleGAN_FFHQ"}}
+
+
 def test_every_image_lies_under_its_datasets_location(sample_set, sample_catalog):
     out_dir, _ = sample_set
     found = {}

@@ -34,6 +34,8 @@ from tfx.components.example_gen import base_example_gen_executor
 from tfx.proto import example_gen_pb2
 
 from fakeface import catalog as catalog_lib
+from fakeface import near_duplicates, shortcuts
+from fakeface.file_attributes import FileAttributes
 from fakeface.components import reporting
 from fakeface.components.image_example_gen import listing, writing
 from fakeface.components.image_example_gen.records import FileRecord, FileRef, Quarantined
@@ -44,12 +46,12 @@ STATISTICS = "statistics"
 QUARANTINE = "quarantine"
 DUPLICATES = "duplicates"
 NEAR_DUPLICATES = "near_duplicates"
+ATTRIBUTES = "attributes"
 FOUND = "found"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
-# Attributes a detector can learn instead of the pixels: the shortcut guard
-# checks whether any one of them alone separates real from fake.
-SHORTCUT_ATTRIBUTES = ("format", "jpeg_quality", "resolution")
+# The report's per-source tables of how the files were saved.
+PER_SOURCE_KINDS = ("format", "jpeg_quality", "resolution")
 # Kept files per batch of the stage that writes them.
 _WRITE_BATCH = 64
 
@@ -119,13 +121,33 @@ class _KeepOne(beam.DoFn):
         yield kept
 
 
+def _decisions(records: List[near_duplicates.FileRecord], max_bits: int) -> Dict[Tuple[str, str], Tuple[str, str]]:
+    """(dataset, path below its root) -> (near-duplicate cluster, label-conflict reason or "") for every file."""
+    if not records:
+        return {}
+    ids = near_duplicates.cluster_ids([r.perceptual_hash for r in records], max_bits)
+    clustered = [dataclasses.replace(r, cluster_id=cluster_id) for r, cluster_id in zip(records, ids)]
+    conflicts = {(r.dataset, r.path): reason for conflict in near_duplicates.label_conflicts(clustered, max_bits)
+                 for r, reason in conflict.reasons()}
+    return {(r.dataset, r.path): (r.cluster_id, conflicts.get((r.dataset, r.path), "")) for r in clustered}
+
+
+def _decide(record: FileRecord, decisions: Mapping[Tuple[str, str], Tuple[str, str]]) -> Iterable:
+    """The record with its cluster, or its quarantine entry when it copies a file of the other label."""
+    cluster_id, conflict = decisions[(record.source, record.relative_path)]
+    if conflict:
+        yield beam.pvalue.TaggedOutput(QUARANTINE, Quarantined(record.source, record.path, conflict).to_dict())
+    else:
+        yield dataclasses.replace(record, cluster_id=cluster_id)
+
+
 def _near_duplicates(keyed: Tuple[str, Iterable[FileRecord]],
                      labels: Mapping[str, str]) -> Iterable[Dict[str, Any]]:
-    """A report row for a picture that more than one kept file holds."""
-    perceptual_hash, records = keyed
+    """A report row for a near-duplicate cluster that more than one kept file falls in."""
+    cluster_id, records = keyed
     records = list(records)
     if len(records) > 1:
-        yield {"perceptual_hash": perceptual_hash,
+        yield {"cluster": cluster_id,
                "files": sorted(f"{r.source}/{r.relative_path}" for r in records),
                "labels": sorted({labels[r.source] for r in records})}
 
@@ -162,10 +184,12 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config:
 
     Returns the report's parts as PCollections of small records: STATISTICS
     ([kind, source, label, value, count] rows), FOUND ([FOUND, dataset, count]),
-    QUARANTINE, DUPLICATES and NEAR_DUPLICATES (one dict each).
+    QUARANTINE, DUPLICATES and NEAR_DUPLICATES (one dict each), and ATTRIBUTES
+    ([dataset, file attributes] per ingested file, for the shortcut guard).
     """
     split_names = [s.name for s in split_config.splits]
     labels = {d.name: d.label_name for d in catalog.datasets}
+    datasets = {d.name: d for d in catalog.datasets}
     listed = (pipeline
               | "Datasets" >> beam.Create(list(catalog.datasets))
               | "List" >> beam.ParDo(_List()).with_outputs(QUARANTINE, FOUND, main="batches"))
@@ -173,22 +197,33 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config:
                  # Listing happens in one place; inspecting spreads over the workers.
                  | "Spread" >> beam.Reshuffle()
                  | "Inspect" >> beam.ParDo(_Inspect(config)).with_outputs(QUARANTINE, main="records"))
-    kept = (inspected["records"]
+    # Every file's cluster and label conflicts need every file's hash at once:
+    # a small record per file, never the bytes.
+    decisions = (inspected["records"]
+                 | "HashRecords" >> beam.Map(lambda r: near_duplicates.FileRecord(
+                     content_hash=r.content_sha256, perceptual_hash=r.perceptual_hash, cluster_id="",
+                     label=datasets[r.source].label, dataset=r.source, path=r.relative_path))
+                 | "AllHashes" >> beam.combiners.ToList()
+                 | "Cluster" >> beam.Map(_decisions, config.near_duplicate_bits))
+    decided = (inspected["records"]
+               | "Decide" >> beam.FlatMap(_decide, beam.pvalue.AsSingleton(decisions)).with_outputs(
+                   QUARANTINE, main="records"))
+    kept = (decided["records"]
             | "ByContent" >> beam.Map(lambda r: (r.content_sha256, r))
             | "GroupIdentical" >> beam.GroupByKey()
             | "KeepOne" >> beam.ParDo(_KeepOne()).with_outputs(DUPLICATES, main="kept"))
-    near_duplicates = (kept["kept"]
-                       | "ByPicture" >> beam.Map(lambda r: (r.perceptual_hash, r))
-                       | "GroupByPicture" >> beam.GroupByKey()
-                       | "SamePicture" >> beam.FlatMap(_near_duplicates, labels))
+    near_duplicate_rows = (kept["kept"]
+                           | "ByCluster" >> beam.Map(lambda r: (r.cluster_id, r))
+                           | "GroupByCluster" >> beam.GroupByKey()
+                           | "SamePicture" >> beam.FlatMap(_near_duplicates, labels))
     batches = (kept["kept"]
-               | "Split" >> beam.Map(lambda r: (split_index(r.split_key, split_config), r))
+               | "Split" >> beam.Map(lambda r: (split_index(r.cluster_id, split_config), r))
                | "Batch" >> beam.BatchElements(min_batch_size=_WRITE_BATCH, max_batch_size=_WRITE_BATCH))
-    quarantined = [listed[QUARANTINE], inspected[QUARANTINE]]
+    quarantined = [listed[QUARANTINE], inspected[QUARANTINE], decided[QUARANTINE]]
     if examples_dir is not None:
         staging_dir = os.path.join(examples_dir, ".staging")
         written = batches | "Write" >> beam.ParDo(writing.WriteExamples(
-            staging_dir, catalog.datasets, config.reencode_jpeg_quality)).with_outputs(
+            staging_dir, catalog.datasets, config)).with_outputs(
                 writing.QUARANTINE, writing.SHARDS, main="written")
         _ = (written[writing.SHARDS]
              | "Shards" >> beam.combiners.ToList()
@@ -204,7 +239,9 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config:
         FOUND: listed[FOUND],
         QUARANTINE: quarantined | "FlattenQuarantine" >> beam.Flatten(),
         DUPLICATES: kept[DUPLICATES],
-        NEAR_DUPLICATES: near_duplicates,
+        NEAR_DUPLICATES: near_duplicate_rows,
+        ATTRIBUTES: batches | "Attributes" >> beam.FlatMap(
+            lambda batch: [[r.source, dataclasses.asdict(r.attributes)] for _, r in batch]),
     }
 
 
@@ -227,21 +264,6 @@ def _read_parts(report_dir: str, name: str) -> List[Any]:
         with tf.io.gfile.GFile(path) as f:
             rows.extend(json.loads(line) for line in f if line.strip())
     return rows
-
-
-def shortcut_accuracy(counts_by_label: Mapping[str, Mapping[str, int]]) -> float:
-    """Balanced accuracy of guessing the label from one attribute's value alone.
-
-    For each value the guess is the label for which that value is more common
-    (as a share of the label's images); 0.5 means the attribute says nothing,
-    1.0 means it separates real from fake perfectly.
-    """
-    real, fake = counts_by_label.get("real", {}), counts_by_label.get("fake", {})
-    n_real, n_fake = sum(real.values()), sum(fake.values())
-    if not n_real or not n_fake:
-        return 0.5
-    values = set(real) | set(fake)
-    return 0.5 * sum(max(real.get(v, 0) / n_real, fake.get(v, 0) / n_fake) for v in values)
 
 
 class ReportError(RuntimeError):
@@ -285,25 +307,11 @@ def _attributes(statistics: Sequence[Sequence[Any]]) -> Dict[str, Dict[str, Dict
     return attributes
 
 
-def _shortcuts(attributes: Mapping[str, Mapping[str, Mapping[str, Mapping[str, int]]]],
-               warning_accuracy: float) -> Tuple[Dict[str, Any], List[str]]:
-    """Each shortcut attribute's distributions and balanced accuracy, and the warnings they raise."""
-    shortcuts, warnings = {}, []
-    for attribute in SHORTCUT_ATTRIBUTES:
-        by_label: Dict[str, collections.Counter] = {"real": collections.Counter(), "fake": collections.Counter()}
-        for per_label in attributes[attribute].values():
-            for label, values in per_label.items():
-                by_label[label].update(values)
-        accuracy = shortcut_accuracy(by_label)
-        shortcuts[attribute] = {"balanced_accuracy": round(accuracy, 4),
-                                "by_label": {k: dict(v) for k, v in by_label.items()},
-                                "by_source": {s: dict(v) for s, v in attributes[attribute].items()}}
-        if accuracy >= warning_accuracy:
-            warnings.append(
-                f"SHORTCUT: {attribute} alone tells real from fake with balanced accuracy "
-                f"{accuracy:.2f}; a detector can learn it instead of the image. Save both classes "
-                f"alike, or set ingest.reencode_jpeg_quality to re-encode them identically.")
-    return shortcuts, warnings
+def _guard_rows(result: shortcuts.GuardResult) -> List[Dict[str, Any]]:
+    """The guard's figures as the report lists them, scope by scope."""
+    return [{"scope": f.scope.describe(), "kind": f.scope.kind, "attribute": f.attribute,
+             "balanced_accuracy": round(f.balanced_accuracy, 4), "real": f.real, "fake": f.fake,
+             "used": list(f.used), "remedies": list(f.remedies)} for f in result.figures]
 
 
 def render_report(report_dir: str, catalog: catalog_lib.Catalog, config: IngestConfig,
@@ -316,7 +324,8 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, config: IngestC
     table = _datasets_table(catalog, found, statistics, duplicates, quarantine)
     _reconcile(table)
     attributes = _attributes(statistics)
-    shortcuts, warnings = _shortcuts(attributes, config.shortcut_warning_accuracy)
+    guard = shortcuts.guard([(source, FileAttributes(**values)) for source, values in _read_parts(report_dir, ATTRIBUTES)],
+                            catalog.datasets, config.shortcut_warning_accuracy)
     report = {
         "catalog": catalog.path,
         "dry_run": dry_run,
@@ -324,11 +333,13 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, config: IngestC
         "datasets": table,
         "totals": {k: sum(row[k] for row in table.values())
                    for k in ("found", "ingested", "duplicates", "quarantined")},
-        "warnings": warnings,
-        "shortcuts": shortcuts,
+        "warnings": [w.message for w in guard.warnings],
+        "shortcut_guard": _guard_rows(guard),
+        "per_source": {kind: {s: dict(v) for s, v in attributes[kind].items()} for kind in PER_SOURCE_KINDS},
         "image_modes": {s: dict(v) for s, v in attributes["mode"].items()},
         "exif_orientation": {s: dict(v) for s, v in attributes["exif_orientation"].items()},
         "frames": {s: dict(v) for s, v in attributes["frames"].items()},
+        "label_conflicts": [q for q in quarantine if q["reason"].startswith(near_duplicates.LABEL_CONFLICT)],
         "quarantine": quarantine,
         "duplicates": duplicates,
         "near_duplicates": sorted(_read_parts(report_dir, NEAR_DUPLICATES), key=lambda n: n["files"]),

@@ -19,16 +19,14 @@ from typing import List, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from fakeface import images
+from fakeface import file_attributes, images, near_duplicates
 from fakeface.components.image_example_gen.listing import is_local
 from fakeface.components.image_example_gen.records import FileRecord, FileRef, Quarantined
 from fakeface.components.transform import preprocessing
 from fakeface.pipeline.config import IngestConfig
 
 Result = Union[FileRecord, Quarantined]
-_HASH_CELLS = images.HASH_SIDE * images.HASH_SIDE
-# ITU-R 601 luma, as in Pillow's and TensorFlow's grayscale conversions.
-_LUMA = (0.299, 0.587, 0.114)
+_HASH_CELLS = near_duplicates.THUMBNAIL_SIDE ** 2
 _REASON_CHARS = 300
 # What TensorFlow wraps round an op's own message in graph execution.
 _TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|\[\[)")
@@ -46,21 +44,23 @@ def read_file(path: str) -> bytes:
 
 
 def _hash_cells(image: tf.Tensor) -> tf.Tensor:
-    """The mean luma of each of the HASH_SIDE x HASH_SIDE cells of a uint8 [h, w, 3] image, row by row.
+    """near_duplicates.cell_means of a uint8 [h, w, 3] image, in the decoding graph: [side * side], row by row.
 
-    Every pixel counts, in the cell its row and column fall in: a strided
-    sample would alias with the periodic traces of generators' up-sampling
-    and keep the hash of fewer re-encoded copies. (Segment sums, because
-    TensorFlow's area resampling costs more than the decode of a large image.)
+    (Segment sums, because TensorFlow's area resampling costs more than the
+    decode of a large image.)
     """
-    side = images.HASH_SIDE
+    side = near_duplicates.THUMBNAIL_SIDE
+    for axis in (0, 1):  # a side under `side` repeated up to it, as cell_means does
+        length = tf.shape(image)[axis]
+        image = tf.cond(length < side, lambda axis=axis, length=length: tf.repeat(
+            image, (side + length - 1) // length, axis=axis), lambda: image)
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     row_cells, column_cells = tf.range(height) * side // height, tf.range(width) * side // width
     rows = tf.math.unsorted_segment_sum(tf.cast(image, tf.float32), row_cells, side)
     sums = tf.math.unsorted_segment_sum(tf.transpose(rows, [1, 0, 2]), column_cells, side)  # [column, row, rgb]
     pixels = (tf.math.bincount(column_cells, minlength=side, dtype=tf.float32)[:, tf.newaxis]
               * tf.math.bincount(row_cells, minlength=side, dtype=tf.float32))
-    luma = tf.reduce_sum(sums * _LUMA, axis=-1) / tf.maximum(pixels, 1.0)
+    luma = tf.reduce_sum(sums * near_duplicates.LUMA, axis=-1) / tf.maximum(pixels, 1.0)
     return tf.reshape(tf.transpose(luma), [_HASH_CELLS])
 
 
@@ -105,20 +105,50 @@ def _described(datas: Sequence[bytes], max_pixels: int) -> List[Union[Tuple[int,
     return [(int(s[0]), int(s[1]), h) for s, h in zip(sizes.numpy(), cells.numpy())]
 
 
+@functools.lru_cache(maxsize=None)
+def _reencoder(quality: int):
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+    def reencode(encoded: tf.Tensor) -> tf.Tensor:
+        return tf.io.encode_jpeg(preprocessing.decode_uint8(encoded), quality=quality, chroma_downsampling=True,
+                                 progressive=False, optimize_size=False)
+
+    return reencode
+
+
+def reencode_jpeg(data: bytes, quality: int) -> bytes:
+    """The pixels the model's decoder sees in `data`, as a baseline JPEG of `quality`."""
+    return _reencoder(quality)(tf.constant(data)).numpy()
+
+
+def stored_bytes(data: bytes, config: IngestConfig) -> bytes:
+    """The bytes an example stores for a file: re-encoded under ingest.reencode_jpeg_quality, without
+    metadata under ingest.strip_metadata, else the file's own (`data` itself)."""
+    if config.reencode_jpeg_quality:
+        return reencode_jpeg(data, config.reencode_jpeg_quality)
+    if config.strip_metadata:
+        return file_attributes.strip_metadata(data)
+    return data
+
+
 def _record(ref: FileRef, data: bytes, described: Tuple[int, int, np.ndarray], config: IngestConfig) -> Result:
     height, width, cells = described
     if min(width, height) < config.min_side:
         return Quarantined(ref.source, ref.path, f"{width}x{height} has a side under {config.min_side} pixels "
                                                   "(ingest.min_side)")
+    try:
+        # What the shortcut guard judges is what the model will be trained on.
+        attributes = file_attributes.read(stored_bytes(data, config))
+    except file_attributes.HeaderError as e:
+        return Quarantined(ref.source, ref.path, f"the header cannot be read: {e}")
     header = images.read_header(data)
     fmt, quality = images.format_of(data), header.jpeg_quality
     if config.reencode_jpeg_quality:
         fmt, quality = "JPEG", config.reencode_jpeg_quality
     return FileRecord(source=ref.source, path=ref.path, relative_path=ref.relative_path,
                       content_sha256=hashlib.sha256(data).hexdigest(),
-                      perceptual_hash=images.average_hash(cells.tolist()), format=fmt, width=width, height=height,
+                      perceptual_hash=near_duplicates.hash_of_cells(cells), format=fmt, width=width, height=height,
                       jpeg_quality=quality, mode=header.mode, exif_orientation=header.exif_orientation,
-                      frames=header.frames)
+                      frames=header.frames, attributes=attributes)
 
 
 def _candidate(ref: FileRef) -> Union[bytes, Quarantined]:

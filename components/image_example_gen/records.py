@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict
 
+from fakeface.file_attributes import FileAttributes
+
 
 @dataclasses.dataclass(frozen=True)
 class FileRef:
@@ -41,7 +43,7 @@ class FileRecord:
     path: str
     relative_path: str
     content_sha256: str  # of the file: byte-identical files share it
-    perceptual_hash: str  # of the decoded pixels (fakeface/images.py:average_hash)
+    perceptual_hash: str  # of the decoded pixels (fakeface/near_duplicates.py)
     # As the example stores it: the file's format as the model's decoder takes
     # it (fakeface/images.py:format_of) and its JPEG quality, or JPEG and
     # ingest.reencode_jpeg_quality when re-encoding.
@@ -53,8 +55,8 @@ class FileRecord:
     mode: str
     exif_orientation: int
     frames: int
-
-    @property
-    def split_key(self) -> str:
-        """What the split is a hash of: images that share it land in the same split."""
-        return self.perceptual_hash
+    # How the bytes the example stores were saved, for the shortcut guard.
+    attributes: FileAttributes
+    # The near-duplicate cluster (fakeface/near_duplicates.py), once ingestion
+    # has seen every file; images that share it land in the same split.
+    cluster_id: str = ""

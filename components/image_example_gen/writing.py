@@ -14,7 +14,6 @@ compressing them cost more than decoding them.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import uuid
@@ -29,7 +28,7 @@ from fakeface import catalog as catalog_lib
 from fakeface import features, images
 from fakeface.components.image_example_gen import inspection
 from fakeface.components.image_example_gen.records import FileRecord, Quarantined
-from fakeface.components.transform import preprocessing
+from fakeface.pipeline.config import IngestConfig
 
 QUARANTINE = "quarantine"
 SHARDS = "shards"
@@ -40,21 +39,6 @@ _OPTIONS = tf.io.TFRecordOptions(compression_type="GZIP", compression_level=0)
 def split_folder(examples_dir: str, split_name: str) -> str:
     """Where TFX's readers find a split of an Examples artifact."""
     return os.path.join(examples_dir, f"Split-{split_name}")
-
-
-@functools.lru_cache(maxsize=None)
-def _reencoder(quality: int):
-    @tf.function(input_signature=[tf.TensorSpec([], tf.string)])
-    def reencode(encoded: tf.Tensor) -> tf.Tensor:
-        return tf.io.encode_jpeg(preprocessing.decode_uint8(encoded), quality=quality, chroma_downsampling=True,
-                                 progressive=False, optimize_size=False)
-
-    return reencode
-
-
-def reencode_jpeg(data: bytes, quality: int) -> bytes:
-    """The pixels the model's decoder sees in `data`, as a baseline JPEG of `quality`."""
-    return _reencoder(quality)(tf.constant(data)).numpy()
 
 
 def to_example(record: FileRecord, dataset: catalog_lib.Dataset, data: bytes, content_hash: str) -> tf.train.Example:
@@ -89,10 +73,10 @@ class WriteExamples(beam.DoFn):
     emits (split index, file) under SHARDS for `finalize`.
     """
 
-    def __init__(self, staging_dir: str, datasets: Sequence[catalog_lib.Dataset], reencode_jpeg_quality: int):
+    def __init__(self, staging_dir: str, datasets: Sequence[catalog_lib.Dataset], config: IngestConfig):
         self._staging_dir = staging_dir
         self._datasets = {d.name: d for d in datasets}
-        self._quality = reencode_jpeg_quality
+        self._config = config
         self._writers: Dict[int, Tuple[str, tf.io.TFRecordWriter]] = {}
 
     def setup(self) -> None:
@@ -112,10 +96,8 @@ class WriteExamples(beam.DoFn):
         data = inspection.read_file(record.path)
         if hashlib.sha256(data).hexdigest() != record.content_sha256:
             raise ValueError("the file changed while it was being ingested; ingest again")
-        if not self._quality:
-            return data, record.content_sha256
-        data = reencode_jpeg(data, self._quality)
-        return data, hashlib.sha256(data).hexdigest()
+        stored = inspection.stored_bytes(data, self._config)
+        return stored, (record.content_sha256 if stored is data else hashlib.sha256(stored).hexdigest())
 
     def process(self, batch: Sequence[Tuple[int, FileRecord]]) -> Iterable:
         written: List[Tuple[int, FileRecord]] = []
