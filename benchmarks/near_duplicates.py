@@ -6,7 +6,7 @@ Recall and false merges. `fakeface sample-data` images (--per-source per
 source, --size px), each with five copies: re-encoded as JPEG 70, JPEG 95 and
 PNG, and resized to 0.5x and 0.75x (Lanczos) and saved as JPEG 90. Every file
 is decoded with TensorFlow, as ingestion decodes it, and hashed with today's
-8x8 average hash (fakeface.images.average_hash) and the 64-bit DCT hash
+8x8 average hash (defined here, for comparison) and the 64-bit DCT hash
 (fakeface.near_duplicates.perceptual_hash). Originals and copies are then
 clustered together with cluster_ids at each distance:
   recall       share of copies in their original's cluster, per kind of copy;
@@ -39,7 +39,8 @@ import tensorflow as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fakeface import catalog as catalog_lib  # noqa: E402
-from fakeface import images, near_duplicates, sample_data  # noqa: E402
+from fakeface import near_duplicates, sample_data  # noqa: E402
+from fakeface.components.image_example_gen import inspection  # noqa: E402
 
 COPIES = ("JPEG 70", "JPEG 95", "PNG", "0.5x", "0.75x")
 DISTANCES = (0, 1, 2, 3, 4, 5, 6, 8)
@@ -47,12 +48,20 @@ SCALE_DISTANCES = (2, 3, 4)
 
 
 def average_hash(pixels: np.ndarray) -> str:
-    return images.average_hash(Image.fromarray(pixels))
+    """The 8x8 average hash ingestion once used: one bit per box-averaged cell, set when above the mean."""
+    cells = np.asarray(Image.fromarray(pixels).convert("L").resize((8, 8), Image.BOX), dtype=np.float64).ravel()
+    return f"{int(''.join('1' if v > cells.mean() else '0' for v in cells), 2):016x}"
+
+
+def ingestion_hash(pixels: np.ndarray) -> str:
+    """The DCT hash as ingestion computes it: its decoding graph's thumbnail (TensorFlow's Lanczos)."""
+    return near_duplicates.hash_of_thumbnail(inspection.thumbnail(tf.constant(pixels)).numpy())
 
 
 HASHES: Dict[str, Callable[[np.ndarray], str]] = {
     "average hash (8x8)": average_hash,
-    "DCT hash": near_duplicates.perceptual_hash,
+    "DCT hash (Pillow's Lanczos: near_duplicates.perceptual_hash)": near_duplicates.perceptual_hash,
+    "DCT hash (TensorFlow's Lanczos: ingestion)": ingestion_hash,
 }
 
 

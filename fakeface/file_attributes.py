@@ -39,6 +39,8 @@ _PNG_METADATA = _PNG_TEXT | {b"iCCP", b"eXIf", b"tIME"}
 _SUBSAMPLING = {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (1, 2): "4:4:0",
                 (4, 1): "4:1:1", (4, 2): "4:1:0"}
 NOT_JPEG = "not JPEG"
+# The subsampling of a JPEG whose segments cannot be parsed although its pixels decode.
+UNPARSED = "unparsed"
 
 
 class HeaderError(ValueError):
@@ -84,6 +86,19 @@ def read(data: bytes) -> FileAttributes:
     defaults.update(fields)
     return FileAttributes(resolution_bucket=images.resolution_bucket(width, height),
                           bytes_per_pixel=len(data) / (width * height), **defaults)
+
+
+def unparsed(data: bytes, format_name: str, width: int, height: int) -> FileAttributes:
+    """What is known of a file whose container read() cannot parse but whose pixels decode: format and size.
+
+    Its chroma subsampling reads UNPARSED, so a class saved that way still
+    shows in the guard.
+    """
+    return FileAttributes(format=format_name, width=width, height=height, jpeg_quality=0,
+                          chroma_subsampling=UNPARSED if format_name == "JPEG" else NOT_JPEG, progressive=False,
+                          resolution_bucket=images.resolution_bucket(width, height),
+                          bytes_per_pixel=len(data) / (width * height),
+                          exif=False, icc_profile=False, jpeg_comment=False, png_text=False)
 
 
 def strip_metadata(data: bytes) -> bytes:

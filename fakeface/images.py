@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import warnings
-from typing import Sequence
 
 from PIL import Image
 
@@ -47,8 +46,6 @@ ACCEPTED_FORMATS = tuple(name for name, _ in MAGIC_BYTES)
 DEFAULT_MAX_PIXELS = 64_000_000
 # Below this many pixels on a side there is nothing to detect.
 DEFAULT_MIN_SIDE = 16
-# The perceptual hash is taken over HASH_SIDE x HASH_SIDE cells of the picture.
-HASH_SIDE = 8
 _EXIF_ORIENTATION_TAG = 0x0112
 # IJG's standard luminance quantization table (quality 50), in natural order.
 _IJG_LUMINANCE = (
@@ -100,21 +97,6 @@ def estimate_jpeg_quality(luminance_table) -> int:
     scale = 100.0 * sum(luminance_table) / sum(_IJG_LUMINANCE)
     quality = (200.0 - scale) / 2.0 if scale <= 100.0 else 5000.0 / scale
     return max(1, min(100, int(round(quality))))
-
-
-def average_hash(cell_means: Sequence[float]) -> str:
-    """aHash: one bit per cell of the picture's luma, set when the cell is above the mean.
-
-    `cell_means` are the HASH_SIDE x HASH_SIDE cell averages, row by row.
-    Averaging whole cells makes the hash indifferent to size, noise and
-    compression, so a re-encoded or resized copy mostly keeps it (figures in
-    docs/measurements.md).
-    """
-    mean = sum(cell_means) / len(cell_means)
-    bits = 0
-    for value in cell_means:
-        bits = (bits << 1) | (value > mean)
-    return f"{bits:0{len(cell_means) // 4}x}"
 
 
 def read_header(data: bytes) -> Header:

@@ -13,7 +13,7 @@ labels, one of the labels is wrong. So:
   other label, byte for byte or within `max_bits`, each with the reason it
   is quarantined.
 
-Why a DCT hash and not the 8x8 average hash (fakeface.images.average_hash):
+Why a DCT hash and not an 8x8 average hash:
 on the sample data the average hash reaches the recall wanted for re-encoded
 and resized copies only at distances where a large share of distinct pictures
 also fall within reach of one another (numbers in docs/measurements.md,
@@ -30,6 +30,7 @@ import itertools
 from typing import Dict, Iterable, List, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
 from scipy import sparse
 from scipy.sparse import csgraph
 
@@ -38,12 +39,10 @@ from fakeface import features
 HASH_BITS = 64
 # How a label conflict's quarantine reason begins.
 LABEL_CONFLICT = "label conflict"
-# The picture is brought to THUMBNAIL_SIDE x THUMBNAIL_SIDE cells before the
-# DCT: small enough to drop what re-encoding and resizing change, large enough
-# to hold 64 frequencies.
+# The picture is brought to THUMBNAIL_SIDE x THUMBNAIL_SIDE before the DCT:
+# small enough to drop what re-encoding and resizing change, large enough to
+# hold 64 frequencies.
 THUMBNAIL_SIDE = 32
-# ITU-R 601 luma, as in Pillow's and TensorFlow's grayscale conversions.
-LUMA = (0.299, 0.587, 0.114)
 # Hash bits are split into at most this many bands for the search: 16-bit bands
 # keep about 1.5 hashes per bucket at 100,000 hashes if bits were random.
 _MAX_BANDS = 4
@@ -75,46 +74,32 @@ _ZERO = 1e-6
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def cell_means(pixels: np.ndarray) -> np.ndarray:
-    """The mean luma of each of THUMBNAIL_SIDE x THUMBNAIL_SIDE cells of uint8 pixels ([H, W], [H, W, 1] or [H, W, 3]).
+def hash_of_thumbnail(thumbnail: np.ndarray) -> str:
+    """64-bit DCT hash of a THUMBNAIL_SIDE x THUMBNAIL_SIDE grayscale thumbnail, as 16 hex digits:
+    one bit per low frequency, set when its DCT coefficient is positive."""
+    coefficients = (_DCT @ np.asarray(thumbnail, dtype=np.float64).reshape(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+                    @ _DCT.T)
+    bits = coefficients[_ROWS, _COLUMNS] > _ZERO
+    return f"{int((bits.astype(np.uint64) * _BIT_WEIGHTS).sum()):016x}"
 
-    Every pixel counts, in the cell its row and column fall in (row * side //
-    height): an area average, so neither aliasing nor the resampling filter
-    decides the hash. Ingestion computes the same cells in its decoding graph
-    (components/image_example_gen/inspection.py).
+
+def perceptual_hash(pixels: np.ndarray) -> str:
+    """64-bit DCT hash of decoded uint8 pixels ([H, W], [H, W, 1] or [H, W, 3]), as 16 hex digits.
+
+    Grayscale, then a Lanczos (anti-aliased) resize to the thumbnail, then
+    hash_of_thumbnail. Ingestion makes the thumbnail with TensorFlow's
+    anti-aliased Lanczos in its decoding graph
+    (components/image_example_gen/inspection.py), whose recall is measured
+    beside this one's (docs/measurements.md).
     """
     array = np.asarray(pixels)
     if array.dtype != np.uint8 or array.ndim not in (2, 3) or min(array.shape[:2]) < 1 or (
             array.ndim == 3 and array.shape[2] not in (1, 3)):
         raise ValueError(f"expected uint8 pixels of shape [H, W], [H, W, 1] or [H, W, 3], "
                          f"got {array.dtype} {array.shape}")
-    if array.ndim == 2:
-        array = array[..., None]
-    side = THUMBNAIL_SIDE
-    # A side under THUMBNAIL_SIDE is repeated up to it, so that no cell is empty.
-    array = np.repeat(array, -(-side // array.shape[0]), axis=0)
-    array = np.repeat(array, -(-side // array.shape[1]), axis=1)
-    rgb = np.broadcast_to(array, (*array.shape[:2], 3)).astype(np.float64)
-    height, width = rgb.shape[:2]
-    rows = np.arange(height) * side // height
-    columns = np.arange(width) * side // width
-    in_row = (rows[None, :] == np.arange(side)[:, None]).astype(np.float64)  # [side, height]
-    in_column = (columns[:, None] == np.arange(side)[None, :]).astype(np.float64)  # [width, side]
-    sums = np.einsum("rh,hw,ws->rs", in_row, rgb @ np.array(LUMA), in_column)
-    return sums / np.maximum(np.outer(in_row.sum(axis=1), in_column.sum(axis=0)), 1)
-
-
-def hash_of_cells(cells: np.ndarray) -> str:
-    """64-bit DCT hash of THUMBNAIL_SIDE x THUMBNAIL_SIDE cell means, as 16 hex digits:
-    one bit per low frequency, set when its DCT coefficient is positive."""
-    coefficients = _DCT @ np.asarray(cells, dtype=np.float64).reshape(THUMBNAIL_SIDE, THUMBNAIL_SIDE) @ _DCT.T
-    bits = coefficients[_ROWS, _COLUMNS] > _ZERO
-    return f"{int((bits.astype(np.uint64) * _BIT_WEIGHTS).sum()):016x}"
-
-
-def perceptual_hash(pixels: np.ndarray) -> str:
-    """64-bit DCT hash of decoded uint8 pixels ([H, W], [H, W, 1] or [H, W, 3]), as 16 hex digits."""
-    return hash_of_cells(cell_means(pixels))
+    image = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+    thumbnail = image.convert("L").resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.LANCZOS)
+    return hash_of_thumbnail(np.asarray(thumbnail, dtype=np.float64))
 
 
 def hamming_distance(a: str, b: str) -> int:

@@ -26,7 +26,6 @@ from fakeface.components.transform import preprocessing
 from fakeface.pipeline.config import IngestConfig
 
 Result = Union[FileRecord, Quarantined]
-_HASH_CELLS = near_duplicates.THUMBNAIL_SIDE ** 2
 _REASON_CHARS = 300
 # What TensorFlow wraps round an op's own message in graph execution.
 _TF_NOISE = re.compile(r"^(Graph execution error:|Detected at node|File \"|\[\[)")
@@ -43,39 +42,26 @@ def read_file(path: str) -> bytes:
         return f.read()
 
 
-def _hash_cells(image: tf.Tensor) -> tf.Tensor:
-    """near_duplicates.cell_means of a uint8 [h, w, 3] image, in the decoding graph: [side * side], row by row.
-
-    (Segment sums, because TensorFlow's area resampling costs more than the
-    decode of a large image.)
-    """
+def thumbnail(image: tf.Tensor) -> tf.Tensor:
+    """The perceptual hash's grayscale thumbnail of a uint8 [h, w, 3] image, in the decoding graph:
+    float32 [side, side] (near_duplicates.hash_of_thumbnail), by anti-aliased Lanczos as Pillow's."""
     side = near_duplicates.THUMBNAIL_SIDE
-    for axis in (0, 1):  # a side under `side` repeated up to it, as cell_means does
-        length = tf.shape(image)[axis]
-        image = tf.cond(length < side, lambda axis=axis, length=length: tf.repeat(
-            image, (side + length - 1) // length, axis=axis), lambda: image)
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    row_cells, column_cells = tf.range(height) * side // height, tf.range(width) * side // width
-    rows = tf.math.unsorted_segment_sum(tf.cast(image, tf.float32), row_cells, side)
-    sums = tf.math.unsorted_segment_sum(tf.transpose(rows, [1, 0, 2]), column_cells, side)  # [column, row, rgb]
-    pixels = (tf.math.bincount(column_cells, minlength=side, dtype=tf.float32)[:, tf.newaxis]
-              * tf.math.bincount(row_cells, minlength=side, dtype=tf.float32))
-    luma = tf.reduce_sum(sums * near_duplicates.LUMA, axis=-1) / tf.maximum(pixels, 1.0)
-    return tf.reshape(tf.transpose(luma), [_HASH_CELLS])
+    gray = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+    return tf.image.resize(gray, [side, side], method="lanczos3", antialias=True)[..., 0]
 
 
 @functools.lru_cache(maxsize=None)
 def _describer(max_pixels: int):
     """A graph that decodes a batch of images under the contract, at most `max_pixels` each by their headers,
-    to their heights, widths and hash cells."""
+    to their heights, widths and hash thumbnails."""
     def describe(data: tf.Tensor):
         image = preprocessing.decode_uint8(data, max_pixels)
-        return tf.shape(image)[:2], _hash_cells(image)
+        return tf.shape(image)[:2], thumbnail(image)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def describe_all(encoded: tf.Tensor):
         return tf.map_fn(describe, encoded, parallel_iterations=1, fn_output_signature=(
-            tf.TensorSpec([2], tf.int32), tf.TensorSpec([_HASH_CELLS], tf.float32)))
+            tf.TensorSpec([2], tf.int32), tf.TensorSpec([near_duplicates.THUMBNAIL_SIDE] * 2, tf.float32)))
 
     return describe_all
 
@@ -91,18 +77,18 @@ def reason(error: BaseException) -> str:
 
 
 def _described(datas: Sequence[bytes], max_pixels: int) -> List[Union[Tuple[int, int, np.ndarray], str]]:
-    """(height, width, hash cells) per image, or the reason it cannot be decoded.
+    """(height, width, hash thumbnail) per image, or the reason it cannot be decoded.
 
     One call for the batch; only a batch with an image that fails is decoded
     again image by image, to tell which and why.
     """
     try:
-        sizes, cells = _describer(max_pixels)(tf.constant(list(datas), tf.string))
+        sizes, thumbnails = _describer(max_pixels)(tf.constant(list(datas), tf.string))
     except Exception as e:  # pylint: disable=broad-except
         if len(datas) == 1:
             return [reason(e)]
         return [result for data in datas for result in _described([data], max_pixels)]
-    return [(int(s[0]), int(s[1]), h) for s, h in zip(sizes.numpy(), cells.numpy())]
+    return [(int(s[0]), int(s[1]), h) for s, h in zip(sizes.numpy(), thumbnails.numpy())]
 
 
 @functools.lru_cache(maxsize=None)
@@ -131,22 +117,26 @@ def stored_bytes(data: bytes, config: IngestConfig) -> bytes:
 
 
 def _record(ref: FileRef, data: bytes, described: Tuple[int, int, np.ndarray], config: IngestConfig) -> Result:
-    height, width, cells = described
+    height, width, small = described
     if min(width, height) < config.min_side:
         return Quarantined(ref.source, ref.path, f"{width}x{height} has a side under {config.min_side} pixels "
                                                   "(ingest.min_side)")
-    try:
-        # What the shortcut guard judges is what the model will be trained on.
-        attributes = file_attributes.read(stored_bytes(data, config))
-    except file_attributes.HeaderError as e:
-        return Quarantined(ref.source, ref.path, f"the header cannot be read: {e}")
     header = images.read_header(data)
     fmt, quality = images.format_of(data), header.jpeg_quality
+    try:
+        stored = stored_bytes(data, config)
+    except file_attributes.HeaderError as e:
+        return Quarantined(ref.source, ref.path, f"ingest.strip_metadata cannot parse the file: {e}")
+    try:
+        # What the shortcut guard judges is what the model will be trained on.
+        attributes = file_attributes.read(stored)
+    except file_attributes.HeaderError:
+        attributes = file_attributes.unparsed(stored, images.format_of(stored), width, height)
     if config.reencode_jpeg_quality:
         fmt, quality = "JPEG", config.reencode_jpeg_quality
     return FileRecord(source=ref.source, path=ref.path, relative_path=ref.relative_path,
                       content_sha256=hashlib.sha256(data).hexdigest(),
-                      perceptual_hash=near_duplicates.hash_of_cells(cells), format=fmt, width=width, height=height,
+                      perceptual_hash=near_duplicates.hash_of_thumbnail(small), format=fmt, width=width, height=height,
                       jpeg_quality=quality, mode=header.mode, exif_orientation=header.exif_orientation,
                       frames=header.frames, attributes=attributes)
 
