@@ -33,8 +33,6 @@ import time
 
 import psutil
 
-STEPS = ("ImageExampleGen", "StatisticsGen", "CuratedSchemaGen", "ExampleValidator", "Transform", "Trainer",
-         "ServedModel", "Evaluator", "EvaluationReport", "Pusher")
 REPORTED = ("ImageExampleGen", "StatisticsGen", "Transform", "Trainer", "Evaluator", "EvaluationReport")
 SOURCES = 8  # the sample data's sources
 
@@ -70,6 +68,14 @@ def _run_step(config_path: str, step: str) -> None:
     tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(config, metadata),
                                            run_options=RunOptions(from_nodes=[step], to_nodes=[step]))
     print(json.dumps({"step": step, "seconds": time.monotonic() - start.time}), flush=True)
+
+
+def _steps(config_path: str):
+    """The default pipeline's nodes, in the order the runner runs them."""
+    from fakeface.pipeline import config as config_lib
+    from fakeface.pipeline import pipeline
+
+    return [node.id for node in pipeline.create_pipeline(config_lib.load(config_path)).components]
 
 
 def _tree_rss(process: psutil.Process) -> int:
@@ -149,7 +155,7 @@ def _run_size(workdir: str, images: int, size: int, epochs: int):
     with open(config_path, "w", encoding="utf-8") as f:
         yaml.safe_dump(overrides, f)
     measured = {}
-    for step in STEPS:
+    for step in _steps(config_path):
         measured[step] = _measured(config_path, step, os.path.join(runs_root, "steps.log"))
         print(f"  {images} images, {step}: peak RSS {measured[step][0] / 2**20:.0f} MiB, "
               f"{measured[step][1]:.0f} s", flush=True)
@@ -189,7 +195,7 @@ def main() -> int:
     smallest, largest = min(args.images), max(args.images)
     print(f"\n| step | peak RSS at {largest} minus at {smallest} images |")
     print("| --- | --- |")
-    for step in STEPS:
+    for step in results[largest][0]:
         growth = results[largest][0][step][0] - results[smallest][0][step][0]
         print(f"| {step} | {growth / 2**20:+,.0f} MiB |")
     print(f"\nworkdir: {workdir}")

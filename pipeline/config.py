@@ -27,9 +27,10 @@ import yaml
 from fakeface import catalog as catalog_lib
 from fakeface import features, images
 from fakeface.components.trainer import backbones
-from fakeface.serving.classify import DEFAULT_TTA_ANGLES
 
 _T = TypeVar("_T")
+# The notes' Table 4: rotations by up to 15 degrees.
+DEFAULT_TTA_ANGLES = (-15.0, 0.0, 15.0)
 
 
 @dataclasses.dataclass

@@ -45,6 +45,7 @@ import tempfile
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from fakeface import features, images
+from fakeface.pipeline.config import DEFAULT_TTA_ANGLES
 from fakeface.serving import client as client_lib
 
 REAL, FAKE, UNREADABLE = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE], "unreadable"
@@ -54,8 +55,6 @@ COLUMNS = ("source", "destination", "category", features.FAKE_PROBABILITY, featu
            features.THRESHOLD, features.MODEL_VERSION, features.SERVED_VERSION, "sha256", "reason")
 LOCK_FILE = ".fakeface-classify.lock"
 PARTIAL_PREFIX = ".fakeface-partial-"
-# The notes' Table 4: rotations by up to 15 degrees.
-DEFAULT_TTA_ANGLES = (-15.0, 0.0, 15.0)
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import sys
 from typing import List, Sequence
 
 from fakeface.cli.errors import EXIT_FAILED, EXIT_OK, UsageError, WorkFailed
-from fakeface.serving.classify import DEFAULT_TTA_ANGLES
+from fakeface.pipeline.config import DEFAULT_TTA_ANGLES
 
 
 def _add_target(parser: argparse.ArgumentParser) -> None:
