@@ -45,7 +45,6 @@ import tempfile
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from fakeface import features, images
-from fakeface.pipeline.config import DEFAULT_TTA_ANGLES
 from fakeface.serving import client as client_lib
 
 REAL, FAKE, UNREADABLE = features.LABEL_NAMES[features.REAL], features.LABEL_NAMES[features.FAKE], "unreadable"

@@ -226,7 +226,7 @@ def test_step_lines_off_a_terminal_hold_one_line_per_step_with_its_epochs():
 
 def test_step_lines_on_a_terminal_show_the_latest_epoch_in_place():
     shown = _show_steps(_Terminal(), inline=True)
-    assert "\r\033[K  Trainer            epoch 2/2  loss 0.250  val_auc 0.875" in shown
+    assert "\r\033[K  Trainer               epoch 2/2  loss 0.250  val_auc 0.875" in shown
     # What the terminal ends up showing: each line's last rewrite.
     assert [line.split("\r\033[K")[-1] for line in shown.split("\n")][:2] == [
         re.search(r"  Transform +cached +\d+\.\d s", shown).group(0),

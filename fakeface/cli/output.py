@@ -14,8 +14,8 @@ import sys
 import time
 from typing import Dict, Iterator, Mapping, Optional, TextIO
 
-# Name column of the step lines: the longest node id, EvaluationReport, fits.
-_WIDTH = 18
+# Name column of the step lines: the longest node id, DistributionValidator, fits.
+_WIDTH = 21
 # Keras metrics an epoch's progress shows, when the model reports them.
 _EPOCH_METRICS = ("loss", "val_auc")
 
