@@ -506,12 +506,16 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _abort(self, context, error: ServingError):
         context.abort(error.code, str(error))
 
+    def _servable(self, request):
+        """The servable a request names, counting the request."""
+        self.emulation.requests += 1
+        return self.emulation.servable(request.model_spec.name, request.model_spec.version.value
+                                       if request.model_spec.HasField("version") else None)
+
     def Predict(self, request, context):
         emulation = self.emulation
-        emulation.requests += 1
         try:
-            servable = emulation.servable(request.model_spec.name, request.model_spec.version.value
-                                          if request.model_spec.HasField("version") else None)
+            servable = self._servable(request)
             inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
             outputs = emulation.predict(servable, request.model_spec.signature_name, inputs)
         except ServingError as e:
@@ -525,12 +529,8 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
     def Classify(self, request, context):
-        emulation = self.emulation
-        emulation.requests += 1
         try:
-            servable = emulation.servable(request.model_spec.name, request.model_spec.version.value
-                                          if request.model_spec.HasField("version") else None)
-            return emulation.classify(servable, request)
+            return self.emulation.classify(self._servable(request), request)
         except ServingError as e:
             self._abort(context, e)
 
