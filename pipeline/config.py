@@ -35,11 +35,11 @@ DEFAULT_TTA_ANGLES = (-15.0, 0.0, 15.0)
 
 @dataclasses.dataclass
 class SplitConfig:
-    """Hash buckets of the output splits, decided by each image's perceptual hash.
+    """Hash buckets of the output splits, decided by each image's near-duplicate cluster.
 
-    A copy of a picture that keeps its perceptual hash (most re-encoded or
-    resized copies do) lands in the same split, so it cannot leak from train
-    into test. The founding notes hold out 20% for test and split the rest 70/30 into
+    A picture and its re-encoded or resized copies, whose perceptual hashes
+    lie within ingest.near_duplicate_bits of each other, share a cluster and
+    so a split: a copy cannot leak from train into test. The founding notes hold out 20% for test and split the rest 70/30 into
     train and validation: 56/24/20 of 100 buckets.
     """
 

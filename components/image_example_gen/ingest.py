@@ -176,6 +176,33 @@ def _merge_counts(counts: Iterable[collections.Counter]) -> collections.Counter:
 
 
 @beam.ptransform_fn
+def _Decide(records: beam.PCollection, datasets: Mapping[str, catalog_lib.Dataset], labels: Mapping[str, str],
+            config: IngestConfig):
+    """Stage 3 on the inspected records: (label-conflict quarantine entries, the kept records with their
+    clusters, the exact duplicates dropped, the report's near-duplicate rows)."""
+    # Every file's cluster and label conflicts need every file's hash at once:
+    # a small record per file, never the bytes.
+    decisions = (records
+                 | "HashRecords" >> beam.Map(lambda r: near_duplicates.FileRecord(
+                     content_hash=r.content_sha256, perceptual_hash=r.perceptual_hash, cluster_id="",
+                     label=datasets[r.source].label, dataset=r.source, path=r.relative_path))
+                 | "AllHashes" >> beam.combiners.ToList()
+                 | "Cluster" >> beam.Map(_decisions, config.near_duplicate_bits))
+    decided = (records
+               | "Decide" >> beam.FlatMap(_decide, beam.pvalue.AsSingleton(decisions)).with_outputs(
+                   QUARANTINE, main="records"))
+    kept = (decided["records"]
+            | "ByContent" >> beam.Map(lambda r: (r.content_sha256, r))
+            | "GroupIdentical" >> beam.GroupByKey()
+            | "KeepOne" >> beam.ParDo(_KeepOne()).with_outputs(DUPLICATES, main="kept"))
+    near_duplicate_rows = (kept["kept"]
+                           | "ByCluster" >> beam.Map(lambda r: (r.cluster_id, r))
+                           | "GroupByCluster" >> beam.GroupByKey()
+                           | "SamePicture" >> beam.FlatMap(_near_duplicates, labels))
+    return decided[QUARANTINE], kept["kept"], kept[DUPLICATES], near_duplicate_rows
+
+
+@beam.ptransform_fn
 def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config: IngestConfig,
                   split_config: example_gen_pb2.SplitConfig,
                   examples_dir: Optional[str]) -> Dict[str, beam.PCollection]:
@@ -197,29 +224,12 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config:
                  # Listing happens in one place; inspecting spreads over the workers.
                  | "Spread" >> beam.Reshuffle()
                  | "Inspect" >> beam.ParDo(_Inspect(config)).with_outputs(QUARANTINE, main="records"))
-    # Every file's cluster and label conflicts need every file's hash at once:
-    # a small record per file, never the bytes.
-    decisions = (inspected["records"]
-                 | "HashRecords" >> beam.Map(lambda r: near_duplicates.FileRecord(
-                     content_hash=r.content_sha256, perceptual_hash=r.perceptual_hash, cluster_id="",
-                     label=datasets[r.source].label, dataset=r.source, path=r.relative_path))
-                 | "AllHashes" >> beam.combiners.ToList()
-                 | "Cluster" >> beam.Map(_decisions, config.near_duplicate_bits))
-    decided = (inspected["records"]
-               | "Decide" >> beam.FlatMap(_decide, beam.pvalue.AsSingleton(decisions)).with_outputs(
-                   QUARANTINE, main="records"))
-    kept = (decided["records"]
-            | "ByContent" >> beam.Map(lambda r: (r.content_sha256, r))
-            | "GroupIdentical" >> beam.GroupByKey()
-            | "KeepOne" >> beam.ParDo(_KeepOne()).with_outputs(DUPLICATES, main="kept"))
-    near_duplicate_rows = (kept["kept"]
-                           | "ByCluster" >> beam.Map(lambda r: (r.cluster_id, r))
-                           | "GroupByCluster" >> beam.GroupByKey()
-                           | "SamePicture" >> beam.FlatMap(_near_duplicates, labels))
-    batches = (kept["kept"]
+    conflicts, kept, duplicates, near_duplicate_rows = (
+        inspected["records"] | "Decide" >> _Decide(datasets, labels, config))
+    batches = (kept
                | "Split" >> beam.Map(lambda r: (split_index(r.cluster_id, split_config), r))
                | "Batch" >> beam.BatchElements(min_batch_size=_WRITE_BATCH, max_batch_size=_WRITE_BATCH))
-    quarantined = [listed[QUARANTINE], inspected[QUARANTINE], decided[QUARANTINE]]
+    quarantined = [listed[QUARANTINE], inspected[QUARANTINE], conflicts]
     if examples_dir is not None:
         staging_dir = os.path.join(examples_dir, ".staging")
         written = batches | "Write" >> beam.ParDo(writing.WriteExamples(
@@ -238,7 +248,7 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config:
         STATISTICS: statistics,
         FOUND: listed[FOUND],
         QUARANTINE: quarantined | "FlattenQuarantine" >> beam.Flatten(),
-        DUPLICATES: kept[DUPLICATES],
+        DUPLICATES: duplicates,
         NEAR_DUPLICATES: near_duplicate_rows,
         ATTRIBUTES: batches | "Attributes" >> beam.FlatMap(
             lambda batch: [[r.source, dataclasses.asdict(r.attributes)] for _, r in batch]),
