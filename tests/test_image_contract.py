@@ -231,6 +231,7 @@ def test_a_full_run_on_a_catalog_mixing_the_corpus_with_sample_fakes_ends_normal
     fakes = [d for d in sample_catalog["datasets"] if d["label"] == "fake"]
     for dataset in fakes:
         dataset["location"] = str(tmp_path / "sample" / dataset["location"])
+        dataset.pop("group", None)  # their real partners are not in this catalog
     catalog_path = tmp_path / "mixed.yaml"
     catalog_path.write_text(yaml.safe_dump({"datasets": [
         {"name": "Corpus", "location": str(root), "label": "real", "generator": "camera", "shot": "close-up"}]
