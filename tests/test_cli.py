@@ -1,5 +1,6 @@
 """The `fakeface` command's argument handling and error messages (no pipeline runs here)."""
 
+import argparse
 import io
 import os
 import re
@@ -198,6 +199,24 @@ def test_an_interrupted_command_exits_130(tmp_path):
     _, err = command.communicate(timeout=60)
     assert command.returncode == 130, err
     assert err.strip() == "fakeface sample-data: interrupted; run it again to resume"
+
+
+def test_an_interrupt_that_beam_re_raised_inside_a_step_exits_130(capsys):
+    def step(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            # What Beam's DoFnRunner does with an exception it cannot re-create.
+            raise RuntimeError("KeyboardInterrupt [while running 'Ingest/Inspect']")  # noqa: B904
+
+    assert cli.dispatch(argparse.Namespace(command="ingest", func=step)) == 130
+    assert capsys.readouterr().err.strip() == "fakeface ingest: interrupted; run it again to resume"
+
+    def fault(args):
+        raise RuntimeError("a fault")
+
+    with pytest.raises(RuntimeError, match="a fault"):
+        cli.dispatch(argparse.Namespace(command="ingest", func=fault))
 
 
 class _Terminal(io.StringIO):

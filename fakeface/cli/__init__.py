@@ -49,6 +49,11 @@ def dispatch(args: argparse.Namespace) -> int:
     except (catalog.CatalogError, config.ConfigError) as e:
         print(f"fakeface {args.command}: error: {e}", file=sys.stderr)
         return errors.EXIT_USAGE
+    except Exception as e:  # noqa: BLE001  (only to tell an interrupted step from a fault)
+        if not errors.interrupted(e):
+            raise
+        print(f"fakeface {args.command}: interrupted; run it again to resume", file=sys.stderr)
+        return errors.EXIT_INTERRUPTED
 
 
 def main(argv: Optional[List[str]] = None) -> int:

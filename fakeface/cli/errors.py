@@ -26,3 +26,14 @@ class UsageError(CommandError):
 
 class WorkFailed(CommandError):
     code = EXIT_FAILED
+
+
+def interrupted(error: BaseException) -> bool:
+    """Whether a Ctrl-C caused `error`: Beam re-raises a KeyboardInterrupt inside a step as a RuntimeError."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
