@@ -8,6 +8,7 @@ stands: after ExampleValidator and DistributionValidator, before Transform.
 
 import json
 import os
+import re
 import shutil
 import types
 
@@ -271,7 +272,7 @@ def test_a_catalog_with_a_format_the_schema_does_not_list_stops_before_transform
     assert len(summary.validation_blocking) == 1
     line = summary.validation_blocking[0]
     assert line.startswith("image_format: expected one of JPEG, PNG, GIF, BMP, in every example; found ")
-    assert "WEBP" in line and line.endswith("(schema, train, eval, test splits, ERROR)")
+    assert "WEBP" in line and re.search(r"\(schema, (train|eval|test)(, (train|eval|test))* splits?, ERROR\)$", line)
     assert "Data validation stopped the run before Transform" in err and line in err
 
 

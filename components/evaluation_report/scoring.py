@@ -50,11 +50,23 @@ def _seed(record: Dict[str, Any]) -> int:
     return int(hashlib.sha256(record[features.IMAGE_BYTES]).hexdigest()[:8], 16)
 
 
-def recompress(data: bytes, quality: int) -> bytes:
+def _model_pixels(data: bytes):
+    """The pixels the model's own decoder reads in `data` (the image contract), as a Pillow image.
+
+    Ingestion admits only files that decoder reads, some of which Pillow would
+    refuse or read otherwise (a truncated JPEG it still decodes).
+    """
+    import tensorflow as tf
     from PIL import Image
 
+    from fakeface.components.transform import preprocessing
+
+    return Image.fromarray(preprocessing.decode_uint8(tf.constant(data)).numpy())
+
+
+def recompress(data: bytes, quality: int) -> bytes:
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(data)).convert("RGB").save(buffer, format="JPEG", quality=quality)
+    _model_pixels(data).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
@@ -62,7 +74,7 @@ def downscale(data: bytes, factor: float) -> bytes:
     """The image scaled by `factor` and saved as PNG, which adds no artefacts of its own."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(data)).convert("RGB")
+    image = _model_pixels(data)
     size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
     buffer = io.BytesIO()
     image.resize(size, Image.LANCZOS).save(buffer, format="PNG")

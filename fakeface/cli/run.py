@@ -73,7 +73,9 @@ def _execute_or_fail(config, run_id: str, steps: StepLines) -> None:
     try:
         _execute(config, run_id, steps)
     except Exception as e:  # noqa: BLE001  (any step's failure, reported by _report_failure)
-        traceback.print_exc()
+        # To the process's own stderr, which a captured run sends to its log,
+        # even where sys.stderr is another stream (an embedding program's).
+        traceback.print_exc(file=sys.__stderr__)
         step = steps.running
         if step:
             steps.end(step, "failed")
