@@ -276,6 +276,46 @@ def test_sample_data_raises_no_shortcut_warning(tmp_path):
     assert report["totals"]["ingested"] == 32
 
 
+def test_ingestion_warns_about_exactly_the_confounded_group_of_a_mixed_catalog(tmp_path):
+    from PIL import PngImagePlugin
+
+    from fakeface import sample_data
+
+    catalog_path = sample_data.generate(str(tmp_path / "data"), per_source=6, size=32)
+    for label in ("real", "fake"):
+        (tmp_path / "data" / f"confounded_{label}").mkdir()
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Software", "a generator")
+    for i in range(6):  # real camera JPEGs at quality 75 against fake PNGs with a text chunk
+        (tmp_path / "data" / "confounded_real" / f"{i}.jpg").write_bytes(
+            _encode(_smooth_picture(400 + i, size=(32, 32)), "JPEG", quality=75))
+        (tmp_path / "data" / "confounded_fake" / f"{i}.png").write_bytes(
+            _encode(_smooth_picture(500 + i, size=(32, 32)), "PNG", pnginfo=text))
+    with open(catalog_path, encoding="utf-8") as f:
+        catalog = yaml.safe_load(f)
+    catalog["datasets"] += [
+        {"name": "Confounded_Real", "location": "confounded_real", "label": "real", "generator": "camera",
+         "shot": "close-up", "group": "confounded"},
+        {"name": "Confounded_Fake", "location": "confounded_fake", "label": "fake", "generator": "StyleGAN",
+         "shot": "close-up", "group": "confounded"}]
+    mixed = tmp_path / "data" / "mixed.yaml"
+    mixed.write_text(yaml.safe_dump(catalog))
+    _, report, _ = _run_executor(mixed, tmp_path / "out")
+    assert report["warnings"]
+    scope = "SHORTCUT in group confounded (real Confounded_Real; fake Confounded_Fake): "
+    assert all(w.startswith(scope) for w in report["warnings"]), report["warnings"]
+    assert any(w.startswith(scope + "format alone") and "Remedy: ingest.reencode_jpeg_quality." in w
+               for w in report["warnings"])
+    assert any(w.startswith(scope + "png_text alone") and "Remedy: ingest.strip_metadata." in w
+               for w in report["warnings"])
+    pooled = [f for f in report["shortcut_guard"] if f["kind"] == "pooled" and f["attribute"] == "format"]
+    assert pooled[0]["balanced_accuracy"] < 0.9  # diluted: the pooled figure alone would miss it
+
+    # Both remedies: the same catalog passes.
+    _, remedied, _ = _run_executor(mixed, tmp_path / "remedied", reencode_jpeg_quality=90, strip_metadata=True)
+    assert remedied["warnings"] == []
+
+
 def test_limit_takes_the_same_files_every_time(messy_catalog, tmp_path):
     data = yaml.safe_load(messy_catalog.read_text())
     data["datasets"][0]["limit"] = 4
