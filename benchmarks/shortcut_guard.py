@@ -120,7 +120,7 @@ def main() -> int:
     }
     for title, remedy in remedies.items():
         print(f"## {title}\n")
-        print_table(shortcuts.guard(observations(catalog, remedy), catalog.datasets, WARN_AT))
+        print_table(shortcuts.guard(shortcuts.count(observations(catalog, remedy)), catalog.datasets, WARN_AT))
     print(f"workdir: {workdir}")
     return 0
 

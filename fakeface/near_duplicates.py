@@ -202,7 +202,7 @@ def cluster_ids(hashes: Sequence[str], max_bits: int) -> List[str]:
     return [f"{int(h):016x}" for h in unique[smallest[component]][inverse]]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)  # one per file, all held at once: no __dict__ each
 class FileRecord:
     """What label_conflicts needs of one file: the small record ingestion keeps per file."""
 

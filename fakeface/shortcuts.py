@@ -25,7 +25,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
@@ -60,24 +60,45 @@ _USED_SHARE = 0.05
 _SHOWN_VALUES = 4
 
 
-def value(attributes: FileAttributes, name: str) -> str:
-    """The attribute as the guard compares it: a category.
+# A file as the guard sees it: per attribute of ATTRIBUTES, its key. The guard
+# works on how many files share each (dataset, profile), so what it holds
+# grows with the kinds of files a catalog has, not with their number.
+Profile = Tuple[Any, ...]
+Counts = Mapping[Tuple[str, Profile], int]
 
-    Bytes per pixel is taken by octave (0.25-0.5, 0.5-1, ...): files saved
+
+def profile(attributes: FileAttributes) -> Profile:
+    """Per attribute, the key the guard compares; JSON round-trips it as a list.
+
+    The ordered attributes stay numbers (JPEG quality, 0 when not JPEG; bytes
+    per pixel by octave), the others keep their value.
+    """
+    return tuple(_octave(attributes.bytes_per_pixel) if name == "bytes_per_pixel" else getattr(attributes, name)
+                 for name in ATTRIBUTES)
+
+
+def count(observations: Iterable[Tuple[str, FileAttributes]]) -> Counts:
+    """(dataset name, profile) -> files, from (dataset name, attributes) per file."""
+    return collections.Counter((name, profile(attributes)) for name, attributes in observations)
+
+
+def label(name: str, key: Any) -> str:
+    """An attribute's key as the reports show it: a category.
+
+    Bytes per pixel are taken by octave (0.25-0.5, 0.5-1, ...): files saved
     alike differ within an octave by the pictures' detail; a different
     format or quality moves them by one or more.
     """
-    raw = getattr(attributes, name)
     if name == "jpeg_quality":
-        return str(raw) if raw else NOT_JPEG
+        return str(key) if key else NOT_JPEG
     if name == "progressive":
-        return "progressive" if raw else "baseline"
+        return "progressive" if key else "baseline"
     if name == "bytes_per_pixel":
-        low = 2.0 ** _octave(raw)
+        low = 2.0 ** key
         return f"{low:.3g}-{2 * low:.3g}"
-    if isinstance(raw, bool):
-        return "yes" if raw else "no"
-    return str(raw)
+    if isinstance(key, bool):
+        return "yes" if key else "no"
+    return str(key)
 
 
 def _octave(bytes_per_pixel: float) -> int:
@@ -171,25 +192,24 @@ class GuardResult:
     warnings: Tuple[ShortcutWarning, ...]
 
 
-def guard(observations: Iterable[Tuple[str, FileAttributes]], datasets: Sequence[catalog_lib.Dataset],
-          warning_accuracy: float) -> GuardResult:
+def guard(counts: Counts, datasets: Sequence[catalog_lib.Dataset], warning_accuracy: float) -> GuardResult:
     """Every figure of every scope, and a warning for each at or above `warning_accuracy`.
 
-    `observations` holds (dataset name, attributes) per ingested file. A
-    scope with no file on one side has no figure.
+    `counts` holds the ingested files per (dataset name, profile) (count()
+    makes it from per-file attributes). A scope with no file on one side has
+    no figure.
     """
-    by_dataset: Dict[str, List[FileAttributes]] = collections.defaultdict(list)
-    for name, attributes in observations:
-        by_dataset[name].append(attributes)
+    by_dataset: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for (name, key), files in counts.items():
+        by_dataset[name][tuple(key)] += files
     figures: List[Figure] = []
     for scope in scopes(datasets):
-        real = [a for name in scope.real for a in by_dataset[name]]
-        fake = [a for name in scope.fake for a in by_dataset[name]]
+        real = sum((by_dataset[name] for name in scope.real), collections.Counter())
+        fake = sum((by_dataset[name] for name in scope.fake), collections.Counter())
         if not real or not fake:
             continue
-        for attribute in ATTRIBUTES:
-            real_values = dict(collections.Counter(value(a, attribute) for a in real))
-            fake_values = dict(collections.Counter(value(a, attribute) for a in fake))
+        for index, attribute in enumerate(ATTRIBUTES):
+            real_values, fake_values = _tally(real, index, attribute), _tally(fake, index, attribute)
             figures.append(Figure(scope, attribute, balanced_accuracy(real_values, fake_values),
                                   real_values, fake_values))
         classified = classifier_figure(scope, real, fake)
@@ -199,7 +219,15 @@ def guard(observations: Iterable[Tuple[str, FileAttributes]], datasets: Sequence
     return GuardResult(tuple(figures), tuple(warnings))
 
 
-def _design_matrix(rows: Sequence[FileAttributes]) -> Tuple[np.ndarray, List[str]]:
+def _tally(files: Mapping[Profile, int], index: int, attribute: str) -> Dict[str, int]:
+    """Files per category of one attribute."""
+    tally: Dict[str, int] = collections.defaultdict(int)
+    for key, n in files.items():
+        tally[label(attribute, key[index])] += n
+    return dict(tally)
+
+
+def _design_matrix(profiles: Sequence[Profile]) -> Tuple[np.ndarray, List[str]]:
     """Numbers a tree can split, and the attribute each column comes from.
 
     Ordered attributes stay numbers (quality, the octave of bytes per pixel,
@@ -208,15 +236,14 @@ def _design_matrix(rows: Sequence[FileAttributes]) -> Tuple[np.ndarray, List[str
     ranks = {name: rank for rank, (name, _) in enumerate(features.RESOLUTION_BUCKETS)}
     columns: List[np.ndarray] = []
     sources: List[str] = []
-    for attribute in ATTRIBUTES:
-        if attribute == "jpeg_quality":
-            columns.append(np.array([a.jpeg_quality for a in rows], float))
-        elif attribute == "bytes_per_pixel":
-            columns.append(np.array([_octave(a.bytes_per_pixel) for a in rows], float))
+    for index, attribute in enumerate(ATTRIBUTES):
+        keys = [p[index] for p in profiles]
+        if attribute in ("jpeg_quality", "bytes_per_pixel"):
+            columns.append(np.array(keys, float))
         elif attribute == "resolution_bucket":
-            columns.append(np.array([ranks[a.resolution_bucket] for a in rows], float))
+            columns.append(np.array([ranks[k] for k in keys], float))
         else:
-            values = [value(a, attribute) for a in rows]
+            values = [label(attribute, k) for k in keys]
             for category in sorted(set(values)):
                 columns.append(np.array([v == category for v in values], float))
                 sources.append(attribute)
@@ -225,14 +252,21 @@ def _design_matrix(rows: Sequence[FileAttributes]) -> Tuple[np.ndarray, List[str
     return np.stack(columns, axis=1), sources
 
 
-def classifier_figure(scope: Scope, real: Sequence[FileAttributes],
-                      fake: Sequence[FileAttributes]) -> Optional[Figure]:
-    """Cross-validated balanced accuracy of a tree over all attributes; None under two files a side."""
-    folds = min(_FOLDS, len(real), len(fake))
+def classifier_figure(scope: Scope, real: Mapping[Profile, int], fake: Mapping[Profile, int]) -> Optional[Figure]:
+    """Cross-validated balanced accuracy of a tree over all attributes; None under two files a side.
+
+    `real` and `fake` count files per profile; the tree sees one row per file,
+    in the profiles' order.
+    """
+    n_real, n_fake = sum(real.values()), sum(fake.values())
+    folds = min(_FOLDS, n_real, n_fake)
     if folds < 2:
         return None
-    matrix, sources = _design_matrix(list(real) + list(fake))
-    labels = np.array([features.REAL] * len(real) + [features.FAKE] * len(fake))
+    profiles = sorted(real) + sorted(fake)
+    files = [real[p] for p in sorted(real)] + [fake[p] for p in sorted(fake)]
+    unique, sources = _design_matrix(profiles)
+    matrix = np.repeat(unique, files, axis=0)
+    labels = np.repeat([features.REAL] * len(real) + [features.FAKE] * len(fake), files)
     tree = DecisionTreeClassifier(max_depth=_TREE_DEPTH, class_weight="balanced", random_state=0)
     predicted = cross_val_predict(tree, matrix, labels,
                                   cv=StratifiedKFold(folds, shuffle=True, random_state=0))
@@ -242,7 +276,7 @@ def classifier_figure(scope: Scope, real: Sequence[FileAttributes],
     used = tuple(sorted((a for a, share in importance.items() if share >= _USED_SHARE),
                         key=lambda a: (-importance[a], a)))
     return Figure(scope, CLASSIFIER, float(balanced_accuracy_score(labels, predicted)),
-                  {"files": len(real)}, {"files": len(fake)}, used)
+                  {"files": n_real}, {"files": n_fake}, used)
 
 
 def _distribution(values: Dict[str, int]) -> str:

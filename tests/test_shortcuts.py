@@ -68,7 +68,7 @@ def _catalog(spec):
 
 def _guard(datasets, files, transform=lambda data: data):
     observations = [(name, file_attributes.read(transform(data))) for name, items in files.items() for data in items]
-    return shortcuts.guard(observations, datasets, WARN_AT)
+    return shortcuts.guard(shortcuts.count(observations), datasets, WARN_AT)
 
 
 R, F = features.REAL, features.FAKE
@@ -173,8 +173,9 @@ def test_scopes_follow_the_groups():
                                                      (2.9, "2-4"), (0.07, "0.0625-0.125")])
 def test_bytes_per_pixel_are_compared_by_octave(bytes_per_pixel, octave):
     attributes = file_attributes.read(_files("X", "jpeg90", count=1)[0])
-    assert shortcuts.value(dataclasses.replace(attributes, bytes_per_pixel=bytes_per_pixel),
-                           "bytes_per_pixel") == octave
+    key = shortcuts.profile(dataclasses.replace(attributes, bytes_per_pixel=bytes_per_pixel))[
+        shortcuts.ATTRIBUTES.index("bytes_per_pixel")]
+    assert shortcuts.label("bytes_per_pixel", key) == octave
 
 
 def test_balanced_accuracy_of_one_attribute():

@@ -26,7 +26,7 @@ import collections
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
@@ -35,7 +35,6 @@ from tfx.proto import example_gen_pb2
 
 from fakeface import catalog as catalog_lib
 from fakeface import near_duplicates, shortcuts
-from fakeface.file_attributes import FileAttributes
 from fakeface.components import reporting
 from fakeface.components.image_example_gen import listing, writing
 from fakeface.components.image_example_gen.records import FileRecord, FileRef, Quarantined
@@ -106,50 +105,63 @@ class _Inspect(beam.DoFn):
             self._sandbox.close()
 
 
-class _KeepOne(beam.DoFn):
-    """Of byte-identical files keeps the first by (dataset, path): deterministic."""
+class _Decision(NamedTuple):
+    """What stage 3 decides of one file."""
 
-    def process(self, keyed: Tuple[str, Iterable[FileRecord]]) -> Iterable:
-        content_hash, records = keyed
-        kept, *dropped = sorted(records, key=lambda r: (r.source, r.relative_path))
-        for record in dropped:
-            yield beam.pvalue.TaggedOutput(DUPLICATES, {
-                "content_sha256": content_hash,
-                "kept": f"{kept.source}/{kept.relative_path}",
-                "source": record.source,
-                "dropped": f"{record.source}/{record.relative_path}"})
-        yield kept
+    cluster_id: str  # its near-duplicate cluster
+    conflict: str  # the label-conflict quarantine reason, or ""
+    kept: str  # "dataset/path" of the byte-identical file kept instead of it, or ""
 
 
-def _decisions(records: List[near_duplicates.FileRecord], max_bits: int) -> Dict[Tuple[str, str], Tuple[str, str]]:
-    """(dataset, path below its root) -> (near-duplicate cluster, label-conflict reason or "") for every file."""
+def _decisions(records: List[near_duplicates.FileRecord], max_bits: int) -> Dict[Tuple[str, str], _Decision]:
+    """(dataset, path below its root) -> its decision, for every file.
+
+    Label conflicts are judged on every file, byte-identical ones included;
+    of the byte-identical files left, the first by (dataset, path) is kept:
+    deterministic whatever order the files arrive in.
+    """
     if not records:
         return {}
     ids = near_duplicates.cluster_ids([r.perceptual_hash for r in records], max_bits)
     clustered = [dataclasses.replace(r, cluster_id=cluster_id) for r, cluster_id in zip(records, ids)]
     conflicts = {(r.dataset, r.path): reason for conflict in near_duplicates.label_conflicts(clustered, max_bits)
                  for r, reason in conflict.reasons()}
-    return {(r.dataset, r.path): (r.cluster_id, conflicts.get((r.dataset, r.path), "")) for r in clustered}
+    first: Dict[str, near_duplicates.FileRecord] = {}
+    for r in sorted(clustered, key=lambda r: (r.dataset, r.path)):
+        if (r.dataset, r.path) not in conflicts:
+            first.setdefault(r.content_hash, r)
+    return {(r.dataset, r.path): _Decision(
+        r.cluster_id, conflicts.get((r.dataset, r.path), ""),
+        "" if first.get(r.content_hash, r) is r else first[r.content_hash].name) for r in clustered}
 
 
-def _decide(record: FileRecord, decisions: Mapping[Tuple[str, str], Tuple[str, str]]) -> Iterable:
-    """The record with its cluster, or its quarantine entry when it copies a file of the other label."""
-    cluster_id, conflict = decisions[(record.source, record.relative_path)]
-    if conflict:
-        yield beam.pvalue.TaggedOutput(QUARANTINE, Quarantined(record.source, record.path, conflict).to_dict())
+def _decide(record: FileRecord, decisions: Mapping[Tuple[str, str], _Decision]) -> Iterable:
+    """The record with its cluster; or its quarantine entry when it copies a file of the other label;
+    or its duplicates row when a byte-identical file is kept instead."""
+    decision = decisions[(record.source, record.relative_path)]
+    if decision.conflict:
+        yield beam.pvalue.TaggedOutput(QUARANTINE, Quarantined(record.source, record.path,
+                                                               decision.conflict).to_dict())
+    elif decision.kept:
+        yield beam.pvalue.TaggedOutput(DUPLICATES, {
+            "content_sha256": record.content_sha256, "kept": decision.kept, "source": record.source,
+            "dropped": f"{record.source}/{record.relative_path}"})
     else:
-        yield dataclasses.replace(record, cluster_id=cluster_id)
+        yield dataclasses.replace(record, cluster_id=decision.cluster_id)
 
 
-def _near_duplicates(keyed: Tuple[str, Iterable[FileRecord]],
+def _near_duplicates(decisions: Mapping[Tuple[str, str], _Decision],
                      labels: Mapping[str, str]) -> Iterable[Dict[str, Any]]:
-    """A report row for a near-duplicate cluster that more than one kept file falls in."""
-    cluster_id, records = keyed
-    records = list(records)
-    if len(records) > 1:
-        yield {"cluster": cluster_id,
-               "files": sorted(f"{r.source}/{r.relative_path}" for r in records),
-               "labels": sorted({labels[r.source] for r in records})}
+    """A report row for each near-duplicate cluster that more than one ingested file falls in."""
+    clusters: Dict[str, List[Tuple[str, str]]] = collections.defaultdict(list)
+    for file, decision in decisions.items():
+        if not decision.conflict and not decision.kept:
+            clusters[decision.cluster_id].append(file)
+    for cluster_id, files in clusters.items():
+        if len(files) > 1:
+            yield {"cluster": cluster_id,
+                   "files": sorted(f"{dataset}/{path}" for dataset, path in files),
+                   "labels": sorted({labels[dataset] for dataset, _ in files})}
 
 
 def _count(batch: Sequence[Tuple[int, FileRecord]], split_names: Sequence[str],
@@ -180,8 +192,9 @@ def _Decide(records: beam.PCollection, datasets: Mapping[str, catalog_lib.Datase
             config: IngestConfig):
     """Stage 3 on the inspected records: (label-conflict quarantine entries, the kept records with their
     clusters, the exact duplicates dropped, the report's near-duplicate rows)."""
-    # Every file's cluster and label conflicts need every file's hash at once:
-    # a small record per file, never the bytes.
+    # Every file's cluster, label conflict and byte-identical twin need every
+    # file's hashes at once: a small record per file, never the bytes, and no
+    # grouping of the inspected records themselves.
     decisions = (records
                  | "HashRecords" >> beam.Map(lambda r: near_duplicates.FileRecord(
                      content_hash=r.content_sha256, perceptual_hash=r.perceptual_hash, cluster_id="",
@@ -190,16 +203,9 @@ def _Decide(records: beam.PCollection, datasets: Mapping[str, catalog_lib.Datase
                  | "Cluster" >> beam.Map(_decisions, config.near_duplicate_bits))
     decided = (records
                | "Decide" >> beam.FlatMap(_decide, beam.pvalue.AsSingleton(decisions)).with_outputs(
-                   QUARANTINE, main="records"))
-    kept = (decided["records"]
-            | "ByContent" >> beam.Map(lambda r: (r.content_sha256, r))
-            | "GroupIdentical" >> beam.GroupByKey()
-            | "KeepOne" >> beam.ParDo(_KeepOne()).with_outputs(DUPLICATES, main="kept"))
-    near_duplicate_rows = (kept["kept"]
-                           | "ByCluster" >> beam.Map(lambda r: (r.cluster_id, r))
-                           | "GroupByCluster" >> beam.GroupByKey()
-                           | "SamePicture" >> beam.FlatMap(_near_duplicates, labels))
-    return decided[QUARANTINE], kept["kept"], kept[DUPLICATES], near_duplicate_rows
+                   QUARANTINE, DUPLICATES, main="kept"))
+    near_duplicate_rows = decisions | "SamePicture" >> beam.FlatMap(_near_duplicates, labels)
+    return decided[QUARANTINE], decided["kept"], decided[DUPLICATES], near_duplicate_rows
 
 
 @beam.ptransform_fn
@@ -212,7 +218,7 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config:
     Returns the report's parts as PCollections of small records: STATISTICS
     ([kind, source, label, value, count] rows), FOUND ([FOUND, dataset, count]),
     QUARANTINE, DUPLICATES and NEAR_DUPLICATES (one dict each), and ATTRIBUTES
-    ([dataset, file attributes] per ingested file, for the shortcut guard).
+    ([dataset, shortcut-guard profile, ingested files] per profile a dataset has).
     """
     split_names = [s.name for s in split_config.splits]
     labels = {d.name: d.label_name for d in catalog.datasets}
@@ -250,8 +256,10 @@ def IngestCatalog(pipeline: beam.Pipeline, catalog: catalog_lib.Catalog, config:
         QUARANTINE: quarantined | "FlattenQuarantine" >> beam.Flatten(),
         DUPLICATES: duplicates,
         NEAR_DUPLICATES: near_duplicate_rows,
-        ATTRIBUTES: batches | "Attributes" >> beam.FlatMap(
-            lambda batch: [[r.source, dataclasses.asdict(r.attributes)] for _, r in batch]),
+        ATTRIBUTES: (batches
+                     | "Profiles" >> beam.FlatMap(lambda batch: [((r.source, r.profile), 1) for _, r in batch])
+                     | "CountProfiles" >> beam.CombinePerKey(sum)
+                     | "ProfileRows" >> beam.Map(lambda counted: [*counted[0], counted[1]])),
     }
 
 
@@ -334,8 +342,10 @@ def render_report(report_dir: str, catalog: catalog_lib.Catalog, config: IngestC
     table = _datasets_table(catalog, found, statistics, duplicates, quarantine)
     _reconcile(table)
     attributes = _attributes(statistics)
-    guard = shortcuts.guard([(source, FileAttributes(**values)) for source, values in _read_parts(report_dir, ATTRIBUTES)],
-                            catalog.datasets, config.shortcut_warning_accuracy)
+    profiles: collections.Counter = collections.Counter()
+    for source, profile, files in _read_parts(report_dir, ATTRIBUTES):
+        profiles[(source, tuple(profile))] += files
+    guard = shortcuts.guard(profiles, catalog.datasets, config.shortcut_warning_accuracy)
     report = {
         "catalog": catalog.path,
         "dry_run": dry_run,

@@ -19,7 +19,7 @@ from typing import List, Sequence, Tuple, Union
 import numpy as np
 import tensorflow as tf
 
-from fakeface import file_attributes, images, near_duplicates
+from fakeface import file_attributes, images, near_duplicates, shortcuts
 from fakeface.components.image_example_gen.listing import is_local
 from fakeface.components.image_example_gen.records import FileRecord, FileRef, Quarantined
 from fakeface.components.transform import preprocessing
@@ -138,7 +138,7 @@ def _record(ref: FileRef, data: bytes, described: Tuple[int, int, np.ndarray], c
                       content_sha256=hashlib.sha256(data).hexdigest(),
                       perceptual_hash=near_duplicates.hash_of_thumbnail(small), format=fmt, width=width, height=height,
                       jpeg_quality=quality, mode=header.mode, exif_orientation=header.exif_orientation,
-                      frames=header.frames, attributes=attributes)
+                      frames=header.frames, profile=shortcuts.profile(attributes))
 
 
 def _candidate(ref: FileRef) -> Union[bytes, Quarantined]:
