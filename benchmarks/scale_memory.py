@@ -3,7 +3,7 @@
     python benchmarks/scale_memory.py [--images 1000 4000 16000] [--size 512] [--epochs N] [--workdir DIR]
 
 For each catalog size it draws the synthetic sample data (`fakeface sample-data
---per-source N/8 --size PX`, kept in WORKDIR and reused), then runs the
+--per-source N/8 --size PX --workers CORES`, kept in WORKDIR and reused), then runs the
 default pipeline on it one step per process (TFX partial runs on the run's
 own ML Metadata), so that a step's peak memory is its own and not what an
 earlier step left behind. Peak RSS is the largest sum of the resident memory
@@ -118,7 +118,8 @@ def _sample_data(workdir: str, images: int, size: int) -> str:
     if not os.path.exists(catalog_path):
         with open(os.path.join(workdir, "sample_data.log"), "a", encoding="utf-8") as log:
             subprocess.run([os.path.join(os.path.dirname(sys.executable), "fakeface"), "sample-data", folder,
-                            "--per-source", str(images // SOURCES), "--size", str(size)],
+                            "--per-source", str(images // SOURCES), "--size", str(size),
+                            "--workers", str(os.cpu_count() or 1)],
                            stdout=log, stderr=log, check=True)
     return catalog_path
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import multiprocessing
 import os
 import shutil
 import zlib
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -249,15 +250,24 @@ def _write_if_changed(path: str, data: bytes) -> bool:
     return True
 
 
+def _draw(job: Tuple[str, SampleSource, int, int, int]) -> None:
+    path, source, index, size, seed = job
+    _write_if_changed(path, encode_jpeg(render_image(source, index, size, seed)))
+
+
 def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
-             sources: Sequence[SampleSource] = SOURCES) -> str:
+             sources: Sequence[SampleSource] = SOURCES, workers: int = 1) -> str:
     """Writes `per_source` images for each source and a catalog; returns its path.
 
     Re-running with the same arguments rewrites nothing. A folder that holds
     anything but an earlier sample set is refused rather than mixed into.
+    Every image depends only on its source, index, size and seed, so `workers`
+    processes draw the same files as one.
     """
     if per_source < 1:
         raise ValueError(f"per_source must be at least 1, got {per_source}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     if size < 16 or size % 2:
         raise ValueError(f"image size must be an even number of at least 16 pixels, got {size}")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.exists(
@@ -275,6 +285,7 @@ def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
     _write_if_changed(os.path.join(out_dir, _MARKER_FILE), notice.encode())
     wanted = {_MARKER_FILE, catalog_lib.CATALOG_FILE_NAME}
     entries: List[dict] = []
+    jobs = []
     for source in sources:
         source_dir = os.path.join(out_dir, source.name)
         os.makedirs(source_dir, exist_ok=True)
@@ -283,8 +294,7 @@ def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
         for index in range(per_source):
             name = f"{source.name.lower()}_{index:05d}.jpg"
             wanted_files.add(name)
-            _write_if_changed(os.path.join(source_dir, name),
-                              encode_jpeg(render_image(source, index, size, seed)))
+            jobs.append((os.path.join(source_dir, name), source, index, size, seed))
         for stale in set(os.listdir(source_dir)) - wanted_files:
             os.remove(os.path.join(source_dir, stale))
         entry = {
@@ -297,6 +307,13 @@ def generate(out_dir: str, per_source: int = 40, size: int = 64, seed: int = 0,
         if source.group:
             entry["group"] = source.group
         entries.append(entry)
+    if workers == 1:
+        for job in jobs:
+            _draw(job)
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for _ in pool.imap_unordered(_draw, jobs, chunksize=8):
+                pass
     for stale in set(os.listdir(out_dir)) - wanted:
         stale_path = os.path.join(out_dir, stale)
         if os.path.isdir(stale_path):

@@ -84,6 +84,12 @@ def test_same_seed_gives_byte_identical_sets(tmp_path):
     assert sample_data.content_digest(str(tmp_path / "a")) == sample_data.content_digest(str(tmp_path / "b"))
 
 
+def test_two_workers_draw_the_same_files_as_one(tmp_path):
+    sample_data.generate(str(tmp_path / "one"), per_source=5, size=32, seed=2)
+    sample_data.generate(str(tmp_path / "two"), per_source=5, size=32, seed=2, workers=2)
+    assert sample_data.content_digest(str(tmp_path / "one")) == sample_data.content_digest(str(tmp_path / "two"))
+
+
 def test_different_seed_gives_different_images(tmp_path):
     _small_set(tmp_path / "a", seed=0)
     _small_set(tmp_path / "b", seed=1)

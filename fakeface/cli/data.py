@@ -17,7 +17,7 @@ def _sample_data(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         catalog_path = sample_data.generate(args.out_dir, per_source=args.per_source,
-                                            size=args.size, seed=args.seed)
+                                            size=args.size, seed=args.seed, workers=args.workers)
     except (ValueError, FileExistsError) as e:
         raise UsageError(e) from e
     count = args.per_source * len(sample_data.SOURCES)
@@ -92,6 +92,8 @@ def register(commands) -> None:
     sample.add_argument("--per-source", type=int, default=40, help="images per source (default 40)")
     sample.add_argument("--size", type=int, default=64, help="image side in pixels, even, >= 16 (default 64)")
     sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--workers", type=int, default=1,
+                        help="processes drawing images, each on one core (default 1); the images are the same")
     sample.set_defaults(func=_sample_data)
 
     ingest = commands.add_parser(
