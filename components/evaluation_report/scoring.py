@@ -1,4 +1,9 @@
-"""The model's scores on every test image, as stored and perturbed, through the serving signature."""
+"""The model's scores on every test image, as stored and perturbed, through the serving signature.
+
+Images are read and scored a batch at a time: what stays per image is its
+row of the predictions, never its bytes, so memory does not grow with the
+split's bytes.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import hashlib
 import io
 import math
 import os
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
 from fakeface import features
 
@@ -22,21 +27,29 @@ TTA = "rotation_tta"
 _PREDICTION_FEATURES = (features.SOURCE, features.LABEL, features.GENERATOR, features.SHOT,
                         features.IMAGE_FORMAT, features.RESOLUTION_BUCKET, features.RELATIVE_PATH,
                         features.CONTENT_HASH)
+_BATCH = 32
 
 
-def _records(examples_uri: str, split: str) -> List[Dict[str, Any]]:
+def _records(examples_uri: str, split: str) -> Iterator[Dict[str, Any]]:
     import tensorflow as tf
 
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     if not files:
         raise FileNotFoundError(f"{examples_uri}: no {split} split to report on")
-    records = []
     for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").as_numpy_iterator():
-        example = tf.train.Example.FromString(serialized)
-        feature = example.features.feature
-        record = {name: _value(feature[name]) for name in _PREDICTION_FEATURES + (features.IMAGE_BYTES,)}
-        records.append(record)
-    return records
+        feature = tf.train.Example.FromString(serialized).features.feature
+        yield {name: _value(feature[name]) for name in _PREDICTION_FEATURES + (features.IMAGE_BYTES,)}
+
+
+def _batches(records: Iterable[Dict[str, Any]]) -> Iterator[List[Dict[str, Any]]]:
+    batch: List[Dict[str, Any]] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == _BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _value(feature) -> Any:
@@ -81,10 +94,10 @@ def downscale(data: bytes, factor: float) -> bytes:
     return buffer.getvalue()
 
 
-def _predict(backend, images: Sequence[bytes], batch_size: int = 32) -> List[Dict[str, Any]]:
+def _predict(backend, images: Sequence[bytes]) -> List[Dict[str, Any]]:
     rows: List[Dict[str, Any]] = []
-    for start in range(0, len(images), batch_size):
-        rows.extend(backend.predict(images[start:start + batch_size]))
+    for start in range(0, len(images), _BATCH):
+        rows.extend(backend.predict(images[start:start + _BATCH]))
     # Ingestion admits only images the model decodes: a NaN score would
     # quietly skew every metric.
     failed = sorted({row[features.IMAGE_ERROR] for row in rows if row[features.IMAGE_ERROR]})
@@ -122,11 +135,13 @@ def _tta_decision(backend, examples_uri: str, angles: Sequence[float], training:
     if target is None:
         return {"threshold": model_threshold, "method": "the model's threshold, which was not calibrated"}
     sources = training.get("config", {}).get("trainer", {}).get("train_sources") or []
-    records = [r for r in _records(examples_uri, CALIBRATION_SPLIT)
-               if not sources or r[features.SOURCE].decode() in sources]
-    scores = _rotation_averaged(backend, [r[features.IMAGE_BYTES] for r in records], angles)
-    real = [s for s, r in zip(scores, records) if r[features.LABEL] == features.REAL]
-    fake = [s for s, r in zip(scores, records) if r[features.LABEL] != features.REAL]
+    real: List[float] = []
+    fake: List[float] = []
+    for batch in _batches(r for r in _records(examples_uri, CALIBRATION_SPLIT)
+                          if not sources or r[features.SOURCE].decode() in sources):
+        scores = _rotation_averaged(backend, [r[features.IMAGE_BYTES] for r in batch], angles)
+        for score, record in zip(scores, batch):
+            (real if record[features.LABEL] == features.REAL else fake).append(score)
     if not real:
         return {"threshold": model_threshold, "method": f"the model's threshold: no real image in the {CALIBRATION_SPLIT} split"}
     return {"threshold": metrics.threshold_for_fpr(real, float(target), fake), "target_fpr": float(target),
@@ -146,30 +161,35 @@ def score_test_split(model_dir: str, examples_uri: str, evaluator: Dict[str, Any
     from fakeface.serving import client
 
     backend = client.InProcessBackend(model_dir)
-    records = _records(examples_uri, SPLIT)
-    originals = [r[features.IMAGE_BYTES] for r in records]
-    rows = _predict(backend, originals)
-    first = rows[0] if rows else {}
-    columns = {ORIGINAL: [float(r[features.FAKE_PROBABILITY]) for r in rows]}
     quality = evaluator.get("robustness_jpeg_quality") or []
-    if quality:
-        columns[JPEG] = _score(backend, [
-            recompress(data, int(np.random.default_rng(_seed(r)).integers(quality[0], quality[1] + 1)))
-            for r, data in zip(records, originals)])
-    if evaluator.get("robustness_scale"):
-        columns[DOWNSCALED] = _score(backend, [downscale(d, evaluator["robustness_scale"]) for d in originals])
-    threshold = float(first.get(features.THRESHOLD, math.nan))
-    model_decision = {"threshold": threshold, "method": "the model's threshold"}
-    decisions = {column: dict(model_decision) for column in columns}
+    scale = evaluator.get("robustness_scale")
     angles = evaluator.get("tta_angles") or []
+    columns = [column for column, wanted in ((ORIGINAL, True), (JPEG, quality), (DOWNSCALED, scale), (TTA, angles))
+               if wanted]
+    predictions: List[Dict[str, Any]] = []
+    first: Dict[str, Any] = {}
+    for batch in _batches(_records(examples_uri, SPLIT)):
+        originals = [r[features.IMAGE_BYTES] for r in batch]
+        rows = _predict(backend, originals)
+        first = first or rows[0]
+        scores = {ORIGINAL: [float(r[features.FAKE_PROBABILITY]) for r in rows]}
+        if quality:
+            scores[JPEG] = _score(backend, [
+                recompress(data, int(np.random.default_rng(_seed(r)).integers(quality[0], quality[1] + 1)))
+                for r, data in zip(batch, originals)])
+        if scale:
+            scores[DOWNSCALED] = _score(backend, [downscale(data, scale) for data in originals])
+        if angles:
+            scores[TTA] = _rotation_averaged(backend, originals, angles)
+        for index, record in enumerate(batch):
+            row = {name: (value.decode() if isinstance(value, bytes) else value)
+                   for name, value in record.items() if name != features.IMAGE_BYTES}
+            row.update({column: scores[column][index] for column in columns})
+            predictions.append(row)
+    threshold = float(first.get(features.THRESHOLD, math.nan))
+    decisions = {column: {"threshold": threshold, "method": "the model's threshold"}
+                 for column in columns if column != TTA}
     if angles:
-        columns[TTA] = _rotation_averaged(backend, originals, angles)
         decisions[TTA] = _tta_decision(backend, examples_uri, angles, training, threshold)
-    predictions = []
-    for index, record in enumerate(records):
-        row = {name: (value.decode() if isinstance(value, bytes) else value)
-               for name, value in record.items() if name != features.IMAGE_BYTES}
-        row.update({column: scores[index] for column, scores in columns.items()})
-        predictions.append(row)
-    return {"predictions": predictions, "columns": list(columns), "threshold": threshold,
+    return {"predictions": predictions, "columns": columns, "threshold": threshold,
             "column_decisions": decisions, "model_version": str(first.get(features.MODEL_VERSION, ""))}
