@@ -78,6 +78,18 @@ class Header:
     frames: int = 1
 
 
+def encode_png(image: Image.Image) -> bytes:
+    """`image` as PNG for the model to score: lossless, so no new artefacts.
+
+    At zlib level 1: about five times faster to write than Pillow's default
+    (6) for 17% more bytes, which matters where every test image is re-encoded
+    several times (rotations, down-scaled copies).
+    """
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def format_of(data: bytes) -> str:
     """The format decode_image takes `data` for, by its first bytes; "" for none."""
     for name, magic in MAGIC_BYTES:

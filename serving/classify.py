@@ -37,7 +37,6 @@ import dataclasses
 import errno
 import fcntl
 import hashlib
-import io
 import itertools
 import os
 import sys
@@ -95,9 +94,7 @@ def rotations(data: bytes, angles: Sequence[float]) -> List[bytes]:
         if angle == 0:
             variants.append(data)
             continue
-        buffer = io.BytesIO()
-        rgb.rotate(angle, resample=Image.BILINEAR).save(buffer, format="PNG")
-        variants.append(buffer.getvalue())
+        variants.append(images.encode_png(rgb.rotate(angle, resample=Image.BILINEAR)))
     return variants
 
 

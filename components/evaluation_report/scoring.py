@@ -13,7 +13,7 @@ import math
 import os
 from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
-from fakeface import features
+from fakeface import features, images
 
 SPLIT = "test"
 # Where the model's threshold was chosen, and so the rotation-averaged score's.
@@ -89,9 +89,7 @@ def downscale(data: bytes, factor: float) -> bytes:
 
     image = _model_pixels(data)
     size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-    buffer = io.BytesIO()
-    image.resize(size, Image.LANCZOS).save(buffer, format="PNG")
-    return buffer.getvalue()
+    return images.encode_png(image.resize(size, Image.LANCZOS))
 
 
 def _predict(backend, images: Sequence[bytes]) -> List[Dict[str, Any]]:
