@@ -14,7 +14,8 @@ fail to import:
   which KFP allows two parts only ("fakeface.EvaluationReport"); the title
   becomes the class's import path.
 
-Vertex AI, which sends the types, gets only the second repair.
+Vertex AI, which sends the types, gets only the second repair. In every
+task, TFX's example readers batch by bytes (reader_batches.py).
 
     python -m fakeface.pipeline.kfp_entrypoint --executor_class_path ... \
         --json_serialized_invocation_args '{{$}}' --json_serialized_inputs_spec_args '{...}' [beam args]
@@ -89,9 +90,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     from absl import app
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 
+    from fakeface.pipeline import reader_batches
+
+    def run_executor(parsed_argv) -> None:
+        reader_batches.by_bytes()
+        kubeflow_v2_run_executor.main(parsed_argv)
+
     argv = sys.argv if argv is None else argv
     sys.argv = [argv[0]] + repaired_argv(argv[1:])
-    app.run(kubeflow_v2_run_executor.main, flags_parser=kubeflow_v2_run_executor._parse_flags)  # noqa: SLF001
+    app.run(run_executor, flags_parser=kubeflow_v2_run_executor._parse_flags)  # noqa: SLF001
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from tfx.dsl.compiler import constants
 from tfx.orchestration.portable import runtime_parameter_utils
 
 from fakeface.pipeline import config as config_lib
-from fakeface.pipeline import pipeline, runs
+from fakeface.pipeline import pipeline, reader_batches, runs
 
 # Called with a node id and "start" or "end", as the runner starts and ends each node.
 StepListener = Callable[[str, str], None]
@@ -69,6 +69,7 @@ def run(config: config_lib.PipelineConfig, run_id: Optional[str] = None,
         listener: Optional[StepListener] = None) -> str:
     """Runs the pipeline once; returns the run's id, under which ML Metadata records it."""
     run_id = run_id or runs.new_run_id()
+    reader_batches.by_bytes()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path_resolved)
     with _listening(listener):
