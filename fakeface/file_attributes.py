@@ -16,6 +16,7 @@ pixels is kept, so the decoded pixels are exactly those of the original
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 from typing import Iterator, List, Tuple
 
@@ -29,6 +30,9 @@ _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 _SOS, _EOI, _DQT, _COM, _APP0, _APP1, _APP2, _APP14 = 0xDA, 0xD9, 0xDB, 0xFE, 0xE0, 0xE1, 0xE2, 0xEE
 # Markers without a length field: TEM, RST0-7, SOI, EOI.
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xDA)})
+# In a scan's entropy-coded data, 0xFF is followed by 0x00 (a stuffed byte),
+# RST0-7 or more 0xFF fill; any other byte after it is the next marker.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _EXIF_ID = b"Exif\x00\x00"
 _ICC_ID = b"ICC_PROFILE\x00"
 # PNG chunks that describe the file rather than the pixels: text, ICC, EXIF and
@@ -167,15 +171,10 @@ def _jpeg_segments(data: bytes) -> Iterator[Tuple[int, int, int, int]]:
 
 def _entropy_end(data: bytes, pos: int) -> int:
     """Where a scan's entropy-coded data ends: at the first marker other than RSTn or a stuffed 0xFF00."""
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= len(data):
-            raise HeaderError("JPEG: scan data runs to the end of the file (truncated)")
-        following = data[pos + 1]
-        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
-            pos += 1
-            continue
-        return pos
+    found = _SCAN_END.search(data, pos)
+    if found is None:
+        raise HeaderError("JPEG: scan data runs to the end of the file (truncated)")
+    return found.start()
 
 
 def _jpeg(data: bytes) -> dict:

@@ -172,3 +172,32 @@ def test_damaged_files_raise_header_errors_only():
                 assert str(e)
                 outcomes["refused"] += 1
     assert outcomes["read"] and outcomes["refused"]
+
+
+def _scan_end_by_the_standard(data, pos):
+    """ITU T.81 B.1.1.5, byte by byte: 0xFF00 is a stuffed byte, 0xFFD0-D7 a restart, 0xFFFF fill."""
+    while pos + 1 < len(data):
+        if data[pos] == 0xFF and data[pos + 1] not in (0x00, *range(0xD0, 0xD8), 0xFF):
+            return pos
+        pos += 1
+    return None
+
+
+def test_a_scan_ends_at_its_first_real_marker():
+    """Scans with restart markers and fill bytes, whole, cut short and with bytes of 0xFF sown in."""
+    rng = np.random.default_rng(11)
+    scans = [b"\x12\xff\x00\x34\xff\xd3\x56\xff\xff\xff\xd9",
+             _encode(_picture(6), "JPEG", quality=95),
+             _encode(_picture(7), "JPEG", progressive=True)]
+    for _ in range(300):
+        data = bytearray(scans[rng.integers(len(scans))])
+        for position in rng.integers(0, len(data), rng.integers(0, 8)):
+            data[position] = rng.choice([0xFF, 0x00, 0xD0, 0xD7, 0xD9, int(rng.integers(256))])
+        data = bytes(data[:rng.integers(1, len(data) + 1)])
+        start = int(rng.integers(0, len(data)))
+        expected = _scan_end_by_the_standard(data, start)
+        if expected is None:
+            with pytest.raises(file_attributes.HeaderError, match="truncated"):
+                file_attributes._entropy_end(data, start)  # pylint: disable=protected-access
+        else:
+            assert file_attributes._entropy_end(data, start) == expected  # pylint: disable=protected-access

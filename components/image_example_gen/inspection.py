@@ -44,10 +44,14 @@ def read_file(path: str) -> bytes:
 
 def thumbnail(image: tf.Tensor) -> tf.Tensor:
     """The perceptual hash's grayscale thumbnail of a uint8 [h, w, 3] image, in the decoding graph:
-    float32 [side, side] (near_duplicates.hash_of_thumbnail), by anti-aliased Lanczos as Pillow's."""
+    float32 [side, side] (near_duplicates.hash_of_thumbnail), by anti-aliased Lanczos as Pillow's.
+
+    Both steps are linear, so the grayscale is taken of the thumbnail: at full
+    size it would cost more than decoding the file.
+    """
     side = near_duplicates.THUMBNAIL_SIDE
-    gray = tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
-    return tf.image.resize(gray, [side, side], method="lanczos3", antialias=True)[..., 0]
+    small = tf.image.resize(image, [side, side], method="lanczos3", antialias=True)
+    return tf.image.rgb_to_grayscale(small)[..., 0]
 
 
 @functools.lru_cache(maxsize=None)
