@@ -86,3 +86,17 @@ def test_jpeg_alone_at_low_quality_adds_compression_error():
 def test_bad_settings_are_refused(trainer):
     with pytest.raises(config_lib.ConfigError, match="augment_blur_jpeg"):
         config_lib.from_dict({"trainer": trainer})
+
+
+@pytest.mark.parametrize("sigma", [0.5, 1.7, 3.0])
+def test_blur_is_the_mirrored_gaussian_of_its_definition(sigma):
+    image = np.random.default_rng(3).random((23, 37, 3)).astype(np.float32)
+    radius = 9
+    taps = np.arange(-radius, radius + 1)
+    weights = np.exp(-taps ** 2 / (2 * sigma ** 2))
+    weights /= weights.sum()
+    padded = np.pad(image, [(radius, radius), (radius, radius), (0, 0)], mode="symmetric")
+    rows = sum(w * padded[:, k:k + 37] for k, w in enumerate(weights))
+    expected = sum(w * rows[k:k + 23] for k, w in enumerate(weights))
+    blurred = augmentation.gaussian_blur(tf.constant(image), tf.constant(sigma), radius).numpy()
+    np.testing.assert_allclose(blurred, expected, atol=1e-5)

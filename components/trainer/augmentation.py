@@ -84,20 +84,21 @@ def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int) -> tf.Tensor:
     every sigma; only its weights follow `sigma`, and a sigma of 0 gives the
     identity. Borders are mirrored, so they do not darken.
 
-    Written as a weighted sum of shifted views, not a depthwise convolution:
-    TF 2.16's oneDNN depthwise kernel hangs on this project's CPUs for
-    horizontal kernels of 19 taps (sigma 3), which is what stalled an earlier
-    attempt at this augmentation.
+    Each pass is a plain convolution with one input and one output channel,
+    the colour channels taken as the batch: TF 2.16's oneDNN depthwise kernel
+    hangs on this project's CPUs for horizontal kernels of 19 taps (sigma 3),
+    and a weighted sum of shifted views costs twice the time of this form.
     """
     taps = tf.range(-radius, radius + 1, dtype=tf.float32)
     # A floor on sigma keeps the division finite; at 1e-3 every off-centre
     # weight underflows to exactly 0.
     weights = tf.exp(-tf.square(taps) / (2.0 * tf.square(tf.maximum(sigma, 1e-3))))
     weights = weights / tf.reduce_sum(weights)
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
     padded = tf.pad(image, [[radius, radius], [radius, radius], [0, 0]], "SYMMETRIC")
-    rows = tf.add_n([weights[k] * padded[:, k:k + width] for k in range(2 * radius + 1)])
-    return tf.add_n([weights[k] * rows[k:k + height] for k in range(2 * radius + 1)])
+    channels = tf.transpose(padded, [2, 0, 1])[..., tf.newaxis]
+    rows = tf.nn.conv2d(channels, tf.reshape(weights, [1, -1, 1, 1]), strides=1, padding="VALID")
+    blurred = tf.nn.conv2d(rows, tf.reshape(weights, [-1, 1, 1, 1]), strides=1, padding="VALID")
+    return tf.transpose(blurred[..., 0], [1, 2, 0])
 
 
 def make_blur_jpeg(trainer_config: Dict[str, Any]
