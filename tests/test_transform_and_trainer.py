@@ -203,3 +203,14 @@ def test_the_notes_policy_is_one_resampling_that_keeps_content_in_place():
         augmented = _augment(policy, tf.constant(image), index)[0, ..., 0]
         assert augmented[12, 12] == pytest.approx(1.0)
         assert augmented[0, 0] == 0.0 and 0 < augmented.sum()
+
+
+@pytest.mark.parametrize("height, width, size", [
+    (512, 512, 299), (300, 300, 299), (1000, 700, 299), (64, 64, 299), (299, 299, 299), (301, 2000, 299),
+    (1, 37, 32), (33, 1, 32), (97, 45, 64), (64, 64, 64), (7, 640, 64)])
+def test_the_resize_is_tensorflows_antialiased_bilinear(height, width, size):
+    image = np.random.default_rng(height * width).random((height, width, 3)).astype(np.float32)
+    expected = tf.image.resize(image, [size, size], antialias=True).numpy()
+    resized = preprocessing.resize_antialiased(tf.constant(image), size).numpy()
+    assert resized.shape == (size, size, 3)
+    np.testing.assert_allclose(resized, expected, atol=1e-5)
