@@ -20,7 +20,10 @@ turns:
   without TF Serving's own parsing, which is not measured here;
 * forward only: the Keras model on pixels decoded beforehand, the bare forward
   pass every other row is compared with;
-* decode+resize only: the Transform graph's part alone.
+* decode+resize only: the Transform graph's part alone;
+* JPEG at 1/8 only: libjpeg decoding each file at its smallest DCT scale and
+  nothing else, the floor under any in-graph decode: reading the whole file's
+  entropy-coded data, which no down-scaling skips.
 
 Reported: latency p50 / p99 at batch 1, images/s at batch 32, each path's
 extra time over the bare forward pass, and the bytes of a request and of its
@@ -105,6 +108,10 @@ def pushed_model(path: str) -> str:
         raise SystemExit(f"serving_latency: {e}. Run `make run` first, or give --model.") from None
 
 
+# Rows that time a part of serving, reported as their share of the forward pass.
+PARTS = ("decode+resize only (in graph)", "JPEG at 1/8 only (decode floor)")
+
+
 def interleaved(methods: Dict[str, Callable[[int], object]], repeats: int) -> Dict[str, List[float]]:
     """Seconds per call of each method; in round r every method is called with r, in turn.
 
@@ -141,6 +148,9 @@ class ServedModel:
         # The same code the Transform graph inside the model was built from.
         self.decode = tf.function(lambda data: preprocessing.model_images(data, transform_config)[0])
         self.forward = tf.function(lambda images: model_lib.fake_probability(self.keras, images))
+        self.jpeg_floor = tf.function(lambda data: tf.map_fn(
+            lambda one: tf.shape(tf.io.decode_jpeg(one, channels=3, ratio=8)), data,
+            fn_output_signature=tf.int32, parallel_iterations=1))
 
 
 def wire(model: ServedModel, encoded: Sequence[bytes]) -> Dict[str, int]:
@@ -187,6 +197,7 @@ def measure(model: ServedModel, files: Dict[int, List[bytes]], latency_runs: int
             "gRPC client encode + in-graph": lambda b: (grpc.request(b).SerializeToString(), in_graph(b)),
             "forward only (pre-decoded)": lambda b: model.forward(decoded[tuple(b)]),
             "decode+resize only (in graph)": lambda b: model.decode(tf.constant(b)),
+            "JPEG at 1/8 only (decode floor)": lambda b: model.jpeg_floor(tf.constant(b)),
         }
         latency = interleaved({name: lambda r, run=run: run([encoded[r % len(encoded)]])
                                for name, run in methods.items()}, latency_runs)
@@ -196,7 +207,7 @@ def measure(model: ServedModel, files: Dict[int, List[bytes]], latency_runs: int
                         BATCH / np.median(throughput[name])) for name in methods}
         base_p50, _, base_rate = stats["forward only (pre-decoded)"]
         for name, (p50, p99, rate) in stats.items():
-            if name == "decode+resize only (in graph)":  # a part, not a whole: its share of forward
+            if name in PARTS:  # not a whole path: its share of forward
                 relative = f"{p50 / base_p50 * 100:.0f}%/{base_rate / rate * 100:.0f}%"
             else:
                 relative = f"{(p50 / base_p50 - 1) * 100:+.0f}%/{(base_rate / rate - 1) * 100:+.0f}%"
@@ -237,7 +248,7 @@ def main(argv=None) -> int:
             measure(ServedModel(model_dir), files, args.latency_runs, args.throughput_runs)
     print(f"Load average at end: {os.getloadavg()[0]:.1f}")
     print("vs forward: time per image relative to the bare forward pass, batch 1 (p50) / batch 32;\n"
-          "extra time for whole paths, share of it for decode+resize alone.")
+          "extra time for whole paths, share of it for the parts (decode+resize, JPEG at 1/8).")
     return 0
 
 
