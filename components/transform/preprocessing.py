@@ -253,6 +253,7 @@ def _antialiased_weights(in_size: tf.Tensor, out_size: int) -> tf.sparse.SparseT
     kernel is widened by 1 / scale; the taps inside the image are normalised
     to sum to 1.
     """
+    # Through the scale, as TensorFlow computes it, so that sample positions round alike.
     inverse_scale = 1.0 / (float(out_size) / tf.cast(in_size, tf.float32))
     kernel_scale = tf.maximum(inverse_scale, 1.0)
     span = tf.minimum(2 * tf.cast(tf.math.ceil(kernel_scale), tf.int32) + 1, in_size)
